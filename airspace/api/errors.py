@@ -1,0 +1,61 @@
+"""Turn `AirspaceError`s into HTTP answers with a JSON `{code, message}` body."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+
+from airspace.domain.errors import (
+    AirspaceError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
+
+_STATUS: list[tuple[type[AirspaceError], int]] = [
+    (RateLimited, 429),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (InvalidInput, 400),
+]
+
+
+def status_of(error: AirspaceError) -> int:
+    """The HTTP status for an error."""
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def error_response(error: AirspaceError) -> ORJSONResponse:
+    """The answer for an error."""
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Basic realm="airspace"'
+    return ORJSONResponse(
+        {"code": error.code, "message": error.message}, status_of(error), headers=headers
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on an app."""
+
+    @app.exception_handler(AirspaceError)
+    async def _airspace_error(_request: Request, error: AirspaceError) -> ORJSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, error: RequestValidationError) -> ORJSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        return ORJSONResponse({"code": "invalid_input", "message": problems}, 422)

@@ -1,0 +1,166 @@
+"""The `airspace` command: serve, worker, migrate, keys, demo."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from airspace.api.app import create_app
+from airspace.bootstrap import Services, build_services
+from airspace.settings import Settings
+from airspace.store.keys import create_key, list_keys, revoke_key
+from airspace.store.migrate import migrate as apply_migrations
+
+app = typer.Typer(
+    help="Airspace: customer engagement with air-traffic control.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="API keys: write keys for tracking, admin keys for the admin API.")
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+
+def _services(database_url: str | None = None) -> Services:
+    overrides = {"database_url": database_url} if database_url else {}
+    return build_services(Settings(**overrides))  # type: ignore[arg-type]
+
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Overrides AIRSPACE_DATABASE_URL", show_default=False),
+]
+
+
+@app.command()
+def migrate(database_url: DatabaseOption = None) -> None:
+    """Create or upgrade the database schema."""
+    services = _services(database_url)
+    apply_migrations(services.db)
+    console.print(f"[green]schema is up to date[/green] ({services.db.engine.url!r})")
+
+
+def start_workers(services: Services, count: int) -> tuple[threading.Event, list[threading.Thread]]:
+    """Start `count` worker threads; set the returned event to stop them."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=services.worker().run_forever, args=(stop,), name=f"worker-{n}", daemon=True
+        )
+        for n in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    return stop, threads
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    workers: Annotated[int, typer.Option(help="Worker threads in this process (0: none)")] = 1,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Run the HTTP API and a worker in one process (migrates first)."""
+    services = _services(database_url)
+    apply_migrations(services.db)
+    if services.db.is_sqlite and workers > 1:
+        raise typer.BadParameter("SQLite takes one worker; use PostgreSQL for more")
+    stop, threads = start_workers(services, workers)
+    settings = services.settings
+    try:
+        uvicorn.run(
+            create_app(services),
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+
+
+@app.command()
+def worker(database_url: DatabaseOption = None) -> None:
+    """Run a worker only (PostgreSQL: run as many as you like)."""
+    services = _services(database_url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    console.print("worker started; Ctrl-C to stop")
+    services.worker().run_forever(stop)
+
+
+@keys_app.command("create")
+def keys_create(
+    kind: Annotated[str, typer.Option(help="write (tracking only) or admin")] = "write",
+    name: Annotated[str, typer.Option(help="A label to recognise the key by")] = "",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a key and print its secret (shown only this once)."""
+    if kind not in ("write", "admin"):
+        raise typer.BadParameter(f"--kind must be write or admin, not {kind!r}")
+    services = _services(database_url)
+    apply_migrations(services.db)
+    chosen: Literal["write", "admin"] = "write" if kind == "write" else "admin"
+    _key, secret = create_key(services.db, chosen, name, services.clock.now())
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseOption = None) -> None:
+    """List keys (never their secrets)."""
+    services = _services(database_url)
+    table = Table("id", "kind", "name", "prefix", "created", "revoked")
+    for key in list_keys(services.db):
+        table.add_row(
+            str(key.id),
+            key.kind,
+            key.name,
+            key.prefix,
+            key.created_at.isoformat(),
+            str(key.revoked),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int, database_url: DatabaseOption = None) -> None:
+    """Revoke a key by id."""
+    services = _services(database_url)
+    if not revoke_key(services.db, key_id, services.clock.now()):
+        console.print(f"[red]no live key with id {key_id}[/red]")
+        raise typer.Exit(1)
+    console.print(f"key {key_id} revoked")
+
+
+@app.command()
+def demo(
+    full: Annotated[
+        bool, typer.Option(help="Replay all 23,570 CDNOW customers instead of the 1/10 sample")
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port for the demo server")] = 8000,
+    database: Annotated[Path, typer.Option(help="SQLite file for the demo")] = Path(
+        "airspace-demo.db"
+    ),
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving after the replay")
+    ] = True,
+) -> None:
+    """Start a server on SQLite and replay real purchases plus web and app behaviour."""
+    from airspace.demo.run import run_demo
+
+    run_demo(console, full=full, port=port, database=database, serve_after=serve_after)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,99 @@
+"""The worker loop: claim a batch, apply it, commit; repeat until told to stop.
+
+On SQLite run one worker (inside `airspace serve`). On PostgreSQL run any
+number of `airspace worker` processes: batches are claimed per inbox
+partition with `FOR UPDATE SKIP LOCKED`, people are locked per identifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from airspace import metrics
+from airspace.domain.clock import Clock
+from airspace.domain.identity import IdentityRules
+from airspace.engine.apply import ApplyContext, BatchResult, apply_batch
+from airspace.store import identity as repo
+from airspace.store.database import Database
+from airspace.store.inbox import prune_message_ids
+
+log = logging.getLogger("airspace.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How a worker behaves."""
+
+    rules: IdentityRules
+    secret: bytes
+    batch_size: int = 500
+    idle_seconds: float = 0.05
+    dedupe_retention: timedelta = timedelta(days=7)
+    prune_every: timedelta = timedelta(minutes=10)
+
+
+class Worker:
+    """Applies inbox events to profiles, exactly once, batch by batch."""
+
+    def __init__(self, db: Database, clock: Clock, config: WorkerConfig) -> None:
+        self.db = db
+        self.clock = clock
+        self.config = config
+        self._last_prune: datetime | None = None
+
+    def run_once(self) -> BatchResult:
+        """Claim and apply one batch; return what it did (all zero when idle)."""
+        started = time.perf_counter()
+        now = self.clock.now()
+        with self.db.write() as conn:
+            partition, items = repo.claim_batch(conn, self.db, self.config.batch_size)
+            if not items:
+                return BatchResult()
+            result = apply_batch(
+                conn, self.db, items, ApplyContext(self.config.rules, self.config.secret, now)
+            )
+            repo.finish_batch(conn, partition, [item.id for item in items], now)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.EVENTS_APPLIED.inc(result.applied)
+        metrics.EVENTS_DROPPED_ERASED.inc(result.dropped_erased)
+        metrics.PROFILES_MERGED.inc(result.merges)
+        if result.quarantined:
+            metrics.EVENTS_QUARANTINED.labels("apply").inc(result.quarantined)
+        return result
+
+    def drain(self) -> int:
+        """Apply until the inbox is empty; return the number of events applied."""
+        total = 0
+        while True:
+            result = self.run_once()
+            processed = result.applied + result.quarantined + result.dropped_erased
+            if processed == 0:
+                return total
+            total += result.applied
+
+    def maintain(self) -> None:
+        """Housekeeping that runs every few minutes: forget old messageIds."""
+        now = self.clock.now()
+        if self._last_prune is None or now - self._last_prune >= self.config.prune_every:
+            prune_message_ids(self.db, now, self.config.dedupe_retention)
+            self._last_prune = now
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Work until `stop` is set; transient database errors are retried."""
+        while not stop.is_set():
+            try:
+                self.maintain()
+                result = self.run_once()
+            except (OperationalError, DBAPIError) as error:
+                # Deadlocks and serialization failures roll back cleanly; try again.
+                log.warning("batch rolled back, retrying: %s", error.orig or error)
+                stop.wait(self.config.idle_seconds)
+                continue
+            if result.applied + result.quarantined + result.dropped_erased == 0:
+                stop.wait(self.config.idle_seconds)

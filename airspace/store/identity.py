@@ -1,0 +1,330 @@
+"""What the worker reads and writes: inbox batches, identifiers, profiles, merges, events.
+
+Rows become domain objects here and nowhere else (`profile_from_row`,
+`profile_to_row`). On PostgreSQL, `lock_identifiers` and
+`load_profiles(lock=True)` keep two workers off the same person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, bindparam, delete, exists, insert, select, text, update
+
+from airspace.domain.consent import ConsentRecord
+from airspace.domain.identity import Identifier
+from airspace.domain.profiles import Computed, Profile
+from airspace.store.database import Database
+from airspace.store.tables import (
+    ErasedIdentifierRow,
+    EventRow,
+    IdentifierRow,
+    InboxPartitionRow,
+    InboxRow,
+    MergeRow,
+    ProfileAliasRow,
+    ProfileRow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """One queued event as the worker reads it."""
+
+    id: int
+    write_key_id: int
+    payload: dict[str, Any]
+    raw: str
+
+
+def claim_batch(conn: Connection, db: Database, limit: int) -> tuple[int | None, list[InboxItem]]:
+    """Take the oldest events of one partition that no other worker holds.
+
+    On PostgreSQL the partition row stays locked (`FOR UPDATE SKIP LOCKED`)
+    until this transaction ends, so a killed worker's claim lapses at once.
+    """
+    partition: int | None = None
+    query = select(InboxRow.id, InboxRow.write_key_id, InboxRow.payload).order_by(InboxRow.id)
+    if db.is_postgres:
+        partition = conn.execute(
+            select(InboxPartitionRow.id)
+            .where(exists().where(InboxRow.partition == InboxPartitionRow.id))
+            .order_by(InboxPartitionRow.last_run_at.asc().nulls_first())
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).scalar()
+        if partition is None:
+            return None, []
+        query = query.where(InboxRow.partition == partition)
+    rows = conn.execute(query.limit(limit)).all()
+    return partition, [
+        InboxItem(r.id, r.write_key_id, orjson.loads(r.payload), r.payload) for r in rows
+    ]
+
+
+def finish_batch(
+    conn: Connection, partition: int | None, inbox_ids: Sequence[int], now: datetime
+) -> None:
+    """Remove applied events from the inbox, in the same transaction as their effects."""
+    if inbox_ids:
+        conn.execute(delete(InboxRow).where(InboxRow.id.in_(inbox_ids)))
+    if partition is not None:
+        conn.execute(
+            update(InboxPartitionRow)
+            .where(InboxPartitionRow.id == partition)
+            .values(last_run_at=now)
+        )
+
+
+def lock_key(key: str) -> int:
+    """A signed 64-bit number for a PostgreSQL advisory lock on an identifier."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def lock_identifiers(conn: Connection, db: Database, keys: Iterable[str]) -> None:
+    """Hold every identifier until commit, in sorted order so workers never deadlock on them."""
+    if not db.is_postgres:
+        return
+    numbers = sorted({lock_key(k) for k in keys})
+    if numbers:
+        conn.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM "
+                "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS s"
+            ),
+            {"keys": numbers},
+        )
+
+
+def erased_among(conn: Connection, hashes: Iterable[str]) -> set[str]:
+    """Which of these keyed hashes belong to erased people."""
+    wanted = list(set(hashes))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 5000):
+        chunk = wanted[start : start + 5000]
+        found |= set(
+            conn.execute(
+                select(ErasedIdentifierRow.hash).where(ErasedIdentifierRow.hash.in_(chunk))
+            ).scalars()
+        )
+    return found
+
+
+def owners_of(conn: Connection, keys: Iterable[str]) -> dict[str, str]:
+    """identifier key → profile id, for the identifiers that exist."""
+    wanted = list(set(keys))
+    owners: dict[str, str] = {}
+    for start in range(0, len(wanted), 5000):
+        chunk = wanted[start : start + 5000]
+        for key, profile_id in conn.execute(
+            select(IdentifierRow.key, IdentifierRow.profile_id).where(IdentifierRow.key.in_(chunk))
+        ):
+            owners[key] = profile_id
+    return owners
+
+
+def identifiers_of(conn: Connection, profile_ids: Iterable[str]) -> dict[str, set[Identifier]]:
+    """profile id → all of its identifiers."""
+    result: dict[str, set[Identifier]] = {}
+    wanted = list(set(profile_ids))
+    for start in range(0, len(wanted), 5000):
+        chunk = wanted[start : start + 5000]
+        for kind, value, profile_id in conn.execute(
+            select(IdentifierRow.type, IdentifierRow.value, IdentifierRow.profile_id).where(
+                IdentifierRow.profile_id.in_(chunk)
+            )
+        ):
+            result.setdefault(profile_id, set()).add(Identifier(kind, value))
+    return result
+
+
+def load_profiles(
+    conn: Connection, db: Database, profile_ids: Iterable[str], *, lock: bool = False
+) -> dict[str, Profile]:
+    """Profiles by id; with `lock`, hold them (PostgreSQL) until commit, in id order."""
+    wanted = sorted(set(profile_ids))
+    profiles: dict[str, Profile] = {}
+    for start in range(0, len(wanted), 5000):
+        query = (
+            select(ProfileRow)
+            .where(ProfileRow.id.in_(wanted[start : start + 5000]))
+            .order_by(ProfileRow.id)
+        )
+        if lock and db.is_postgres:
+            query = query.with_for_update()
+        for row in conn.execute(query):
+            profiles[row.id] = profile_from_row(row._mapping)
+    return profiles
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def profile_from_row(row: Any) -> Profile:
+    """A stored profile row as a domain `Profile`."""
+    computed = row["computed"]
+    return Profile(
+        profile_id=row["id"],
+        created_at=row["created_at"],
+        traits=row["traits"],
+        trait_times={k: datetime.fromisoformat(v) for k, v in row["trait_times"].items()},
+        computed=Computed(
+            first_seen=_time(computed.get("first_seen")),
+            last_seen=_time(computed.get("last_seen")),
+            event_count=computed.get("event_count", 0),
+            counts_by_type=computed.get("counts_by_type", {}),
+            counts_by_event=computed.get("counts_by_event", {}),
+            timezone=computed.get("timezone"),
+            timezone_at=_time(computed.get("timezone_at")),
+            locale=computed.get("locale"),
+            groups=tuple(computed.get("groups", ())),
+        ),
+        consent={
+            key: ConsentRecord(c["status"], c["source"], datetime.fromisoformat(c["at"]))
+            for key, c in row["consent"].items()
+        },
+    )
+
+
+def computed_to_json(computed: Computed) -> dict[str, Any]:
+    """Computed traits as stored and shown."""
+    return {
+        "first_seen": _iso(computed.first_seen),
+        "last_seen": _iso(computed.last_seen),
+        "event_count": computed.event_count,
+        "counts_by_type": computed.counts_by_type,
+        "counts_by_event": computed.counts_by_event,
+        "timezone": computed.timezone,
+        "timezone_at": _iso(computed.timezone_at),
+        "locale": computed.locale,
+        "groups": list(computed.groups),
+    }
+
+
+def consent_to_json(consent: dict[str, ConsentRecord]) -> dict[str, Any]:
+    """Consent as stored and shown."""
+    return {
+        key: {"status": c.status, "source": c.source, "at": c.at.isoformat()}
+        for key, c in consent.items()
+    }
+
+
+def profile_to_row(profile: Profile, now: datetime) -> dict[str, Any]:
+    """A domain `Profile` as a row to write."""
+    return {
+        "id": profile.profile_id,
+        "created_at": profile.created_at,
+        "updated_at": now,
+        "traits": profile.traits,
+        "trait_times": {k: v.isoformat() for k, v in profile.trait_times.items()},
+        "computed": computed_to_json(profile.computed),
+        "consent": consent_to_json(profile.consent),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class MergeRecord:
+    """One merge to record: `merged_id` now lives on in `survivor_id`."""
+
+    survivor_id: str
+    merged_id: str
+    message_id: str
+    cause: str
+    existed: bool
+
+
+@dataclass
+class BatchWrite:
+    """Everything one batch changes, written in one go by `write_batch`."""
+
+    new_profiles: list[Profile]
+    updated_profiles: list[Profile]
+    merges: list[MergeRecord]
+    new_identifiers: list[tuple[Identifier, str]]
+    events: list[dict[str, Any]]
+
+
+def write_batch(conn: Connection, batch: BatchWrite, now: datetime) -> None:
+    """Write a batch's effects; merges first, in the order they happened."""
+    for merge in batch.merges:
+        if not merge.existed:
+            continue
+        conn.execute(
+            update(ProfileAliasRow)
+            .where(ProfileAliasRow.profile_id == merge.merged_id)
+            .values(profile_id=merge.survivor_id)
+        )
+        conn.execute(
+            update(IdentifierRow)
+            .where(IdentifierRow.profile_id == merge.merged_id)
+            .values(profile_id=merge.survivor_id)
+        )
+        conn.execute(
+            update(EventRow)
+            .where(EventRow.profile_id == merge.merged_id)
+            .values(profile_id=merge.survivor_id)
+        )
+        conn.execute(delete(ProfileRow).where(ProfileRow.id == merge.merged_id))
+    aliases = [
+        {"old_id": m.merged_id, "profile_id": m.survivor_id, "merged_at": now}
+        for m in batch.merges
+        if m.existed
+    ]
+    if aliases:
+        conn.execute(insert(ProfileAliasRow), aliases)
+    if batch.merges:
+        conn.execute(
+            insert(MergeRow),
+            [
+                {
+                    "survivor_id": m.survivor_id,
+                    "merged_id": m.merged_id,
+                    "message_id": m.message_id,
+                    "cause": m.cause,
+                    "at": now,
+                }
+                for m in batch.merges
+            ],
+        )
+    if batch.new_profiles:
+        conn.execute(insert(ProfileRow), [profile_to_row(p, now) for p in batch.new_profiles])
+    if batch.updated_profiles:
+        rows = [profile_to_row(p, now) for p in batch.updated_profiles]
+        conn.execute(
+            update(ProfileRow)
+            .where(ProfileRow.id == bindparam("b_id"))
+            .values(
+                updated_at=bindparam("updated_at"),
+                traits=bindparam("traits", ProfileRow.traits.type),
+                trait_times=bindparam("trait_times", ProfileRow.trait_times.type),
+                computed=bindparam("computed", ProfileRow.computed.type),
+                consent=bindparam("consent", ProfileRow.consent.type),
+            ),
+            [{**r, "b_id": r["id"]} for r in rows],
+        )
+    if batch.new_identifiers:
+        conn.execute(
+            insert(IdentifierRow),
+            [
+                {
+                    "key": i.key,
+                    "type": i.type,
+                    "value": i.value,
+                    "profile_id": profile_id,
+                    "created_at": now,
+                }
+                for i, profile_id in batch.new_identifiers
+            ],
+        )
+    if batch.events:
+        conn.execute(insert(EventRow), batch.events)

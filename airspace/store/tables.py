@@ -1,0 +1,198 @@
+"""Every table Airspace keeps. Rows that hold data about a person are marked
+`PERSONAL` below: erasure and export cover each of them (tested)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class UtcTime(TypeDecorator[datetime]):
+    """A moment in UTC: written as UTC, always read back timezone-aware (SQLite too)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Refuse naive times; store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored; give a timezone")
+        moment = value.astimezone(UTC)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Read back as timezone-aware UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+INBOX_PARTITIONS = 16
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class ApiKeyRow(Base):
+    """An API key: `write` (tracking only) or `admin`; the secret is kept only as a hash."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcTime(), nullable=True)
+
+
+class InboxRow(Base):
+    """PERSONAL. Accepted events waiting for the worker, in arrival order per partition."""
+
+    __tablename__ = "inbox"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    partition: Mapped[int] = mapped_column(SmallInteger)
+    write_key_id: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[str] = mapped_column(String(512))
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UtcTime())
+    __table_args__ = (Index("ix_inbox_partition_id", "partition", "id"),)
+
+
+class InboxPartitionRow(Base):
+    """One row per inbox partition: a worker locks it to apply that partition's events."""
+
+    __tablename__ = "inbox_partitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_run_at: Mapped[datetime | None] = mapped_column(UtcTime(), nullable=True)
+
+
+class MessageIdRow(Base):
+    """messageIds seen per write key, for deduplication within the retention window."""
+
+    __tablename__ = "message_ids"
+    write_key_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcTime(), index=True)
+
+
+class QuarantineRow(Base):
+    """PERSONAL. Events refused, with the reason; nothing refused is dropped silently."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    write_key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UtcTime(), index=True)
+
+
+class ProfileRow(Base):
+    """PERSONAL. One person: traits, computed traits, consent."""
+
+    __tablename__ = "profiles"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcTime())
+    traits: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    trait_times: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    computed: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    consent: Mapped[dict[str, Any]] = mapped_column(JsonType)
+
+
+class IdentifierRow(Base):
+    """PERSONAL. Identifier → profile; the key is `type:value`."""
+
+    __tablename__ = "identifiers"
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
+    type: Mapped[str] = mapped_column(String(80))
+    value: Mapped[str] = mapped_column(String(520))
+    profile_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcTime())
+
+
+class ProfileAliasRow(Base):
+    """PERSONAL. The id of a merged profile → the profile it lives on in."""
+
+    __tablename__ = "profile_aliases"
+    old_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(32), index=True)
+    merged_at: Mapped[datetime] = mapped_column(UtcTime())
+
+
+class MergeRow(Base):
+    """PERSONAL. Every merge, with the event and identifiers that caused it."""
+
+    __tablename__ = "merges"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    survivor_id: Mapped[str] = mapped_column(String(32), index=True)
+    merged_id: Mapped[str] = mapped_column(String(32), index=True)
+    message_id: Mapped[str] = mapped_column(String(512))
+    cause: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcTime())
+
+
+class EventRow(Base):
+    """PERSONAL. The event log: every applied event, on the profile it belongs to."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    profile_id: Mapped[str] = mapped_column(String(32))
+    write_key_id: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[str] = mapped_column(String(512))
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    timestamp: Mapped[datetime] = mapped_column(UtcTime())
+    received_at: Mapped[datetime] = mapped_column(UtcTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    __table_args__ = (Index("ix_events_profile_id", "profile_id", "id"),)
+
+
+class ErasedIdentifierRow(Base):
+    """Keyed hashes (HMAC) of erased identifiers: later events carrying them are dropped."""
+
+    __tablename__ = "erased_identifiers"
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(UtcTime())
+
+
+class TopicRow(Base):
+    """A subscription topic (group): opt-in or opt-out."""
+
+    __tablename__ = "topics"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+PERSONAL_TABLES = (
+    InboxRow,
+    QuarantineRow,
+    ProfileRow,
+    IdentifierRow,
+    ProfileAliasRow,
+    MergeRow,
+    EventRow,
+)
