@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         7.0, gt=0, description="How long a messageId is remembered for deduplication"
     )
     worker_batch_size: int = Field(
-        500, ge=1, le=10000, description="Inbox events a worker applies per transaction"
+        1000, ge=1, le=10000, description="Inbox events a worker applies per transaction"
     )
     worker_idle_seconds: float = Field(
         0.05, gt=0, description="How long an idle worker waits before looking for work again"

@@ -7,6 +7,7 @@ import math
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException
 
 from airspace.domain.errors import (
     AirspaceError,
@@ -24,6 +25,8 @@ _STATUS: list[tuple[type[AirspaceError], int]] = [
     (NotFound, 404),
     (InvalidInput, 400),
 ]
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def status_of(error: AirspaceError) -> int:
@@ -52,6 +55,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AirspaceError)
     async def _airspace_error(_request: Request, error: AirspaceError) -> ORJSONResponse:
         return error_response(error)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, error: HTTPException) -> ORJSONResponse:
+        # Unknown paths and methods answer like every other error (SDKs read `code`).
+        code = _HTTP_CODES.get(error.status_code, "http_error")
+        return ORJSONResponse(
+            {"code": code, "message": str(error.detail)}, error.status_code, headers=error.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, error: RequestValidationError) -> ORJSONResponse:

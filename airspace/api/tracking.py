@@ -33,6 +33,12 @@ from airspace.domain.ratelimit import TokenBucket
 from airspace.store.inbox import Refused, accept
 from airspace.store.keys import ApiKey
 
+# Decompressed output is measured up to this size to report by how much a body is over.
+_MEASURE_BYTES = 4 * MAX_REQUEST_BYTES
+_GZIP_MAGIC = b"\x1f\x8b"
+# Deeper events are refused: the JSON encoder and PostgreSQL stop far below what a parser accepts.
+MAX_NESTING = 64
+
 SHORT_PATHS = {
     "track": "t",
     "identify": "i",
@@ -93,34 +99,73 @@ def _body_spec(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def read_body(request: Request) -> bytes:
+    """The raw body; only the first `MAX_REQUEST_BYTES` are ever held in memory.
+
+    A larger body is read to its end (so that the client gets the answer, not a
+    reset connection) and counted, to say by how much it is over.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= MAX_REQUEST_BYTES:
+            chunks.append(chunk)
+    if size > MAX_REQUEST_BYTES:
+        raise _too_large(f"request is {size} bytes", size)
+    return b"".join(chunks)
+
+
+def _too_large(what: str, size: int, *, at_least: bool = False) -> LimitExceeded:
+    over = size - MAX_REQUEST_BYTES
+    return LimitExceeded(
+        "request_too_large",
+        f"{what}; the limit is {MAX_REQUEST_BYTES} bytes ({'at least ' if at_least else ''}"
+        f"{over} over)",
+    )
+
+
 def decompress(body: bytes, encoding: str | None) -> bytes:
-    """Undo `Content-Encoding: gzip`, refusing output above the request limit."""
-    if not encoding or encoding.lower() == "identity":
+    """Undo `Content-Encoding: gzip` (every member) or `deflate`, within the request limit.
+
+    The request limit applies after decompression; output is measured up to
+    `_MEASURE_BYTES` to say by how much a body is over, and never further (gzip bombs).
+    """
+    if not encoding or encoding.strip().lower() == "identity":
         return body
-    if encoding.lower() not in ("gzip", "x-gzip", "deflate"):
+    name = encoding.strip().lower()
+    if name not in ("gzip", "x-gzip", "deflate"):
         raise InvalidInput(f"Content-Encoding {encoding!r} is not supported; use gzip")
-    wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding.lower() else zlib.MAX_WBITS
-    decoder = zlib.decompressobj(wbits)
-    try:
-        data = decoder.decompress(body, MAX_REQUEST_BYTES + 1)
-    except zlib.error as error:
-        raise InvalidInput(f"the body is not valid {encoding}: {error}") from None
+    wbits = 16 + zlib.MAX_WBITS if "gzip" in name else zlib.MAX_WBITS
+    data = bytearray()
+    rest = body
+    while True:
+        decoder = zlib.decompressobj(wbits)
+        try:
+            data += decoder.decompress(rest, _MEASURE_BYTES + 1 - len(data))
+        except zlib.error as error:
+            raise InvalidInput(f"the body is not valid {name}: {error}") from None
+        if len(data) > _MEASURE_BYTES:
+            raise _too_large(
+                f"request decompresses to more than {_MEASURE_BYTES} bytes",
+                len(data),
+                at_least=True,
+            )
+        if not decoder.eof:
+            raise InvalidInput(f"the {name} body is truncated (its end is missing)")
+        rest = decoder.unused_data
+        # A gzip body may hold several members, one after the other (RFC 1952).
+        if "gzip" not in name or not rest.startswith(_GZIP_MAGIC):
+            break
     if len(data) > MAX_REQUEST_BYTES:
-        raise LimitExceeded(
-            "request_too_large",
-            f"request decompresses to more than {MAX_REQUEST_BYTES} bytes (the limit)",
-        )
-    return data
+        raise _too_large(f"request decompresses to {len(data)} bytes", len(data))
+    return bytes(data)
 
 
 def parse_json(body: bytes) -> Any:
     """Parse a body, saying where it breaks if it is not JSON."""
     if len(body) > MAX_REQUEST_BYTES:
-        raise LimitExceeded(
-            "request_too_large",
-            f"request is {len(body)} bytes; the limit is {MAX_REQUEST_BYTES} bytes "
-            f"({len(body) - MAX_REQUEST_BYTES} over)",
-        )
+        raise _too_large(f"request is {len(body)} bytes", len(body))
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -169,17 +214,19 @@ def _validate(
     services: Services,
     sent_at: Any,
     shared_context: Any,
-) -> tuple[list[Event], list[Refused], list[dict[str, Any]]]:
+) -> tuple[list[Event], list[Refused], list[tuple[int, InvalidInput]]]:
+    """Parse each item; return the events, the refused items and each item's problem."""
     now = services.clock.now()
     batch_sent_at = parse_time(sent_at, "sentAt") if sent_at is not None else None
     events: list[Event] = []
     refused: list[Refused] = []
-    errors: list[dict[str, Any]] = []
+    problems: list[tuple[int, InvalidInput]] = []
     for index, item in enumerate(items):
-        encoded = orjson.dumps(item)
+        encoded = _encoded(item)
         try:
-            if isinstance(shared_context, dict) and isinstance(item, dict):
-                item = {**item, "context": {**shared_context, **(item.get("context") or {})}}
+            if isinstance(item, dict):
+                item = _with_shared_context(item, shared_context)
+                _check_storable(item)
             events.append(
                 parse_message(
                     item,
@@ -192,8 +239,77 @@ def _validate(
             )
         except InvalidInput as error:
             refused.append(Refused(encoded.decode(), error.message))
-            errors.append({"index": index, "code": error.code, "message": error.message})
-    return events, refused, errors
+            problems.append((index, error))
+    return events, refused, problems
+
+
+def _with_shared_context(item: dict[str, Any], shared_context: Any) -> dict[str, Any]:
+    """A batch item with the batch's `context` under its own (the item's keys win)."""
+    own = item.get("context")
+    if not isinstance(shared_context, dict) or not isinstance(own, dict | None):
+        return item  # a non-object context of the item is refused by parse_message
+    return {**item, "context": {**shared_context, **(own or {})}}
+
+
+def _check_storable(item: dict[str, Any]) -> None:
+    """Refuse what SQLite and PostgreSQL cannot both store: NUL characters, deep nesting."""
+    # Each entry is (value, key, parent entry, depth); paths are spelled out only for an error.
+    stack: list[_Node] = [(item, None, None, 1)]
+    while stack:
+        node = stack.pop()
+        value, _, _, depth = node
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise InvalidInput(
+                    f"{_path(node)} contains the NUL character (\\u0000), which cannot be stored"
+                )
+        elif isinstance(value, dict | list):
+            if depth > MAX_NESTING:
+                raise InvalidInput(
+                    f"{_path(node)} is nested more than {MAX_NESTING} objects or arrays deep "
+                    f"(the limit is {MAX_NESTING})"
+                )
+            children = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in children:
+                if isinstance(key, str) and "\x00" in key:
+                    raise InvalidInput(
+                        f"a key of {_path(node) or 'the event'} contains the NUL character "
+                        "(\\u0000), which cannot be stored"
+                    )
+                stack.append((child, key, node, depth + 1))
+
+
+_Node = tuple[Any, str | int | None, Any, int]
+
+
+def _path(node: _Node) -> str:
+    """Where a value sits in an event, e.g. `properties.items[2].name` (shortened if long)."""
+    parts: list[str] = []
+    current: _Node | None = node
+    while current is not None and current[1] is not None:
+        key = current[1]
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        current = current[2]
+    path = "".join(reversed(parts)).removeprefix(".")
+    return path if len(path) <= 120 else f"{path[:60]}...{path[-57:]}"
+
+
+def _encoded(item: Any) -> bytes:
+    """An item as JSON, for its size and the quarantine; levels too deep to encode are cut."""
+    try:
+        return orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_pruned(item, MAX_NESTING))
+
+
+def _pruned(value: Any, levels: int) -> Any:
+    if not isinstance(value, dict | list):
+        return value
+    if levels == 0:
+        return "(deeper levels not kept)"
+    if isinstance(value, dict):
+        return {k: _pruned(v, levels - 1) for k, v in value.items()}
+    return [_pruned(v, levels - 1) for v in value]
 
 
 def build_router(services: Services) -> APIRouter:
@@ -203,7 +319,7 @@ def build_router(services: Services) -> APIRouter:
     rate_limiter = RateLimiter(services)
 
     async def receive(request: Request, kind: str | None) -> ORJSONResponse:
-        body = decompress(await request.body(), request.headers.get("content-encoding"))
+        body = decompress(await read_body(request), request.headers.get("content-encoding"))
         document = parse_json(body)
         if not isinstance(document, dict):
             raise InvalidInput("the body must be a JSON object")
@@ -211,7 +327,7 @@ def build_router(services: Services) -> APIRouter:
         key: ApiKey = await run_in_threadpool(require_kind, keys, secret, "write")
         items = _items_of(document, kind)
         rate_limiter.take(key.id, max(len(items), 1))
-        events, refused, errors = _validate(
+        events, refused, problems = _validate(
             items,
             default_type=kind,
             services=services,
@@ -225,10 +341,14 @@ def build_router(services: Services) -> APIRouter:
         metrics.EVENTS_DUPLICATE.inc(outcome.duplicates)
         if refused:
             metrics.EVENTS_QUARANTINED.labels("ingest").inc(len(refused))
-        if kind is not None and errors:
-            raise InvalidInput(errors[0]["message"])
+        if kind is not None and problems:
+            raise problems[0][1]  # one call, one answer: its problem, with its code
         answer: dict[str, Any] = {"success": True}
         if kind is None:
+            errors = [
+                {"index": index, "code": error.code, "message": error.message}
+                for index, error in problems
+            ]
             answer.update(accepted=outcome.queued, duplicates=outcome.duplicates, errors=errors)
         return ORJSONResponse(answer)
 
@@ -254,9 +374,11 @@ def build_router(services: Services) -> APIRouter:
     add("/v1/b", None, "Record a batch (analytics.js path)", _BATCH_SCHEMA)
 
     @router.get("/v1/projects/{write_key}/settings", summary="Settings for analytics.js")
-    async def project_settings(write_key: str) -> ORJSONResponse:
+    async def project_settings(request: Request, write_key: str) -> ORJSONResponse:
         await run_in_threadpool(require_kind, keys, write_key, "write")
-        base = services.settings.effective_public_url()
+        # Without a configured public URL, the browser reaches us where it reached this page
+        # (the listen address may be 0.0.0.0 or sit behind a port mapping).
+        base = services.settings.public_url or str(request.base_url)
         scheme, _, host = base.partition("://")
         return ORJSONResponse(
             {

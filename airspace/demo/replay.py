@@ -723,7 +723,10 @@ async def replay(
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal sent, rejected
         for batch in batches:
-            rejected += await _post(client, url, batch.body())
+            # Await first: `rejected += await ...` would read `rejected` before the await
+            # and lose the counts other workers add meanwhile.
+            refused = await _post(client, url, batch.body())
+            rejected += refused
             sent += len(batch.items)
             if progress is not None:
                 progress(len(batch.items))

@@ -48,6 +48,9 @@ class SimulatedClock:
 
     def set(self, when: datetime) -> None:
         """Jump to `when`, which must not be in the past."""
+        if when.tzinfo is None:
+            # astimezone() would read a naive time as the machine's local time.
+            raise ValueError(f"SimulatedClock.set needs a timezone-aware time, got {when!r}")
         with self._lock:
             if when.astimezone(UTC) < self._now:
                 raise ValueError(f"time only moves forward; {when} is before {self._now}")

@@ -42,6 +42,8 @@ _STATUS_WORDS: dict[Any, ConsentStatus] = {
     "unknown": "unknown",
 }
 
+_STATUS_NAMES: tuple[str, ...] = tuple(word for word in _STATUS_WORDS if isinstance(word, str))
+
 
 @dataclass(frozen=True, slots=True)
 class ConsentRecord:
@@ -79,8 +81,8 @@ def parse_status(value: Any, where: str) -> ConsentStatus:
         if status is not None:
             return status
     raise InvalidInput(
-        f"{where} is {value!r}; expected true, false, opted_in, opted_out, subscribed, "
-        "unsubscribed or unknown"
+        f"{where} is {value!r}; expected a JSON boolean (true or false, without quotes) "
+        f"or one of {', '.join(_STATUS_NAMES)}"
     )
 
 

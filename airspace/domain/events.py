@@ -117,7 +117,13 @@ def parse_time(value: Any, field: str) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 is a valid ISO time whose UTC form is before year 1.
+        raise InvalidInput(
+            f"{field} {value[:64]!r} is outside the years 1 to 9999 once converted to UTC"
+        ) from None
 
 
 def resolve_timestamp(
@@ -132,7 +138,13 @@ def resolve_timestamp(
         return timestamp
     if original_timestamp is not None:
         if sent_at is not None:
-            return received_at - (sent_at - original_timestamp)
+            try:
+                return received_at - (sent_at - original_timestamp)
+            except OverflowError:
+                raise InvalidInput(
+                    f"originalTimestamp {_iso(original_timestamp)} and sentAt {_iso(sent_at)} "
+                    "are too far apart to correct the device clock; send timestamp instead"
+                ) from None
         return original_timestamp
     return received_at
 
@@ -198,7 +210,7 @@ def parse_message(
     if not isinstance(message, dict):
         raise InvalidInput(f"an event must be a JSON object, got {_json_kind(message)}")
     kind = default_type or message.get("type")
-    if kind not in EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:
         raise InvalidInput(
             f"type {kind!r} is not one of {', '.join(sorted(EVENT_TYPES))}"
             if kind is not None
@@ -226,7 +238,11 @@ def parse_message(
     )
     message_id = _identifier_field(message, "messageId") or new_message_id
     # Bad consent is refused at the door, so the worker never meets it.
-    consent_rules.changes_from_event(name, objects["properties"], objects["context"], timestamp)
+    # Only a track call named `Consent Updated` is the consent event, as in `profiles.apply_event`:
+    # a page or screen may carry that name without consent properties.
+    consent_rules.changes_from_event(
+        name if kind == "track" else None, objects["properties"], objects["context"], timestamp
+    )
     return Event(
         type=cast(EventType, kind),
         message_id=message_id,

@@ -26,8 +26,10 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -117,6 +119,10 @@ class IdentityRules:
     priority: tuple[str, ...] = DEFAULT_PRIORITY
     default_limit: int = 5
     phone_region: str | None = None
+    _ranks: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ranks", {kind: n for n, kind in enumerate(self.priority)})
 
     def limit(self, kind: str) -> int:
         """How many identifiers of this type one profile may hold."""
@@ -126,11 +132,11 @@ class IdentityRules:
 
     def rank(self, kind: str) -> int:
         """Position in the priority order: 0 is the most important."""
-        lookup = "ext:*" if kind.startswith("ext:") and kind not in self.priority else kind
-        try:
-            return self.priority.index(lookup)
-        except ValueError:
-            return len(self.priority)
+        rank = self._ranks.get(kind)
+        if rank is None:
+            wildcard = "ext:*" if kind.startswith("ext:") else kind
+            rank = self._ranks.get(wildcard, len(self.priority))
+        return rank
 
 
 def is_junk(value: str) -> bool:
@@ -152,14 +158,21 @@ def normalize_phone(value: Any, region: str | None = None) -> str | None:
     """E.164 form of a phone number; None if it is not a valid number."""
     if not isinstance(value, str | int) or isinstance(value, bool):
         return None
-    text = str(value).strip()
+    return _e164(str(value).strip(), region)
+
+
+@lru_cache(maxsize=65536)
+def _e164(text: str, region: str | None) -> str | None:
+    # Parsing a number costs tens of microseconds; the same numbers come back all day.
     if not text or len(text) > 40:
         return None
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(number):
+    # Valid, not merely possible: placeholders such as +1 000 000 0000 have a possible
+    # length, and one shared by many people would join them into one profile.
+    if not phonenumbers.is_valid_number(number):
         return None
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
@@ -236,7 +249,8 @@ def alias_identifiers(
     candidates = alias_candidates(event)
     if candidates:
         as_user, as_anonymous = candidates
-        ids.append(as_user if as_user in known else as_anonymous)
+        # previousId equal to the userId is that userId, known yet or not.
+        ids.append(as_user if as_user in known or as_user in ids else as_anonymous)
     return sort_by_priority(set(ids), rules)
 
 
@@ -251,7 +265,7 @@ class KnownProfile:
 
     profile_id: str
     created_at: datetime
-    identifiers: frozenset[Identifier]
+    identifiers: AbstractSet[Identifier]
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +305,10 @@ def resolve(
     strict: bool = False,
 ) -> Resolution:
     """Decide which profile the identifiers belong to (see the module docstring)."""
+    owners = {known[i].profile_id for i in identifiers if i in known}
+    if len(owners) == 1 and all(i in known for i in identifiers):
+        # The common case: every identifier is already on one profile.
+        return Resolution(profile_id=owners.pop())
     ids = sort_by_priority(set(identifiers), rules)
     dropped: list[Identifier] = []
     while True:

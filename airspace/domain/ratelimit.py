@@ -19,8 +19,15 @@ class TokenBucket:
         """Spend `count` tokens; return None if allowed, else seconds to wait before retrying."""
         elapsed = max((now - self.updated).total_seconds(), 0.0)
         self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.updated = now
+        # A reading older than the last one must not move the bucket back in time:
+        # the same seconds would be refilled twice.
+        self.updated = max(self.updated, now)
         if count <= self.tokens:
+            self.tokens -= count
+            return None
+        if count > self.burst and self.tokens >= self.burst:
+            # More than a full bucket can ever hold: allow it once the bucket is full and
+            # go into debt, so the sustained rate still holds and the caller is not refused forever.
             self.tokens -= count
             return None
         needed = min(count, self.burst) - self.tokens

@@ -74,7 +74,7 @@ class _State:
             owner = self.owner.get(i)
             if owner is not None:
                 profile = self.profiles[owner]
-                result[i] = KnownProfile(owner, profile.created_at, frozenset(self.ids_of[owner]))
+                result[i] = KnownProfile(owner, profile.created_at, self.ids_of[owner])
         return result
 
 

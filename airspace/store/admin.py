@@ -28,6 +28,7 @@ from airspace.store.tables import (
     ProfileRow,
     QuarantineRow,
     TopicRow,
+    core,
 )
 
 
@@ -195,7 +196,7 @@ def set_consent(
         profile = repo.load_profiles(conn, db, [live_id])[live_id]
         consent = consent_rules.apply_changes(profile.consent, [(key, record)])
         conn.execute(
-            update(ProfileRow)
+            update(core(ProfileRow))
             .where(ProfileRow.id == live_id)
             .values(consent=consent_to_json(consent), updated_at=now)
         )
@@ -272,7 +273,7 @@ def erase_person(db: Database, profile_id: str, secret: bytes, now: datetime) ->
         if hashes:
             dialect_insert = pg_insert if db.is_postgres else sqlite_insert
             conn.execute(
-                dialect_insert(ErasedIdentifierRow)
+                dialect_insert(core(ErasedIdentifierRow))
                 .values([{"hash": h, "erased_at": now} for h in hashes])
                 .on_conflict_do_nothing()
             )
@@ -283,30 +284,32 @@ def erase_person(db: Database, profile_id: str, secret: bytes, now: datetime) ->
         )
         quarantined, queued = _raw_rows(conn, _text_patterns(owned, profile.traits))
         everyone = [live_id, *old_ids]
-        events = conn.execute(delete(EventRow).where(EventRow.profile_id == live_id)).rowcount
+        events = conn.execute(delete(core(EventRow)).where(EventRow.profile_id == live_id)).rowcount
         merges = conn.execute(
-            delete(MergeRow).where(
+            delete(core(MergeRow)).where(
                 or_(MergeRow.survivor_id.in_(everyone), MergeRow.merged_id.in_(everyone))
             )
         ).rowcount
-        conn.execute(delete(ProfileAliasRow).where(ProfileAliasRow.profile_id == live_id))
-        conn.execute(delete(IdentifierRow).where(IdentifierRow.profile_id == live_id))
-        conn.execute(delete(ProfileRow).where(ProfileRow.id == live_id))
+        conn.execute(delete(core(ProfileAliasRow)).where(ProfileAliasRow.profile_id == live_id))
+        conn.execute(delete(core(IdentifierRow)).where(IdentifierRow.profile_id == live_id))
+        conn.execute(delete(core(ProfileRow)).where(ProfileRow.id == live_id))
         if quarantined:
             conn.execute(
-                delete(QuarantineRow).where(QuarantineRow.id.in_([q.id for q in quarantined]))
+                delete(core(QuarantineRow)).where(QuarantineRow.id.in_([q.id for q in quarantined]))
             )
         if queued:
-            conn.execute(delete(InboxRow).where(InboxRow.id.in_([q.id for q in queued])))
+            conn.execute(delete(core(InboxRow)).where(InboxRow.id.in_([q.id for q in queued])))
     return Erasure(live_id, len(owned), events, merges, len(quarantined), len(queued))
 
 
 def put_topic(db: Database, topic: Topic) -> None:
     """Create or replace a subscription topic."""
     with db.write() as conn:
-        conn.execute(delete(TopicRow).where(TopicRow.name == topic.name))
+        conn.execute(delete(core(TopicRow)).where(TopicRow.name == topic.name))
         conn.execute(
-            insert(TopicRow).values(name=topic.name, kind=topic.kind, description=topic.description)
+            insert(core(TopicRow)).values(
+                name=topic.name, kind=topic.kind, description=topic.description
+            )
         )
 
 

@@ -29,6 +29,7 @@ from airspace.store.tables import (
     MergeRow,
     ProfileAliasRow,
     ProfileRow,
+    core,
 )
 
 
@@ -72,10 +73,10 @@ def finish_batch(
 ) -> None:
     """Remove applied events from the inbox, in the same transaction as their effects."""
     if inbox_ids:
-        conn.execute(delete(InboxRow).where(InboxRow.id.in_(inbox_ids)))
+        conn.execute(delete(core(InboxRow)).where(InboxRow.id.in_(inbox_ids)))
     if partition is not None:
         conn.execute(
-            update(InboxPartitionRow)
+            update(core(InboxPartitionRow))
             .where(InboxPartitionRow.id == partition)
             .values(last_run_at=now)
         )
@@ -260,31 +261,31 @@ def write_batch(conn: Connection, batch: BatchWrite, now: datetime) -> None:
         if not merge.existed:
             continue
         conn.execute(
-            update(ProfileAliasRow)
+            update(core(ProfileAliasRow))
             .where(ProfileAliasRow.profile_id == merge.merged_id)
             .values(profile_id=merge.survivor_id)
         )
         conn.execute(
-            update(IdentifierRow)
+            update(core(IdentifierRow))
             .where(IdentifierRow.profile_id == merge.merged_id)
             .values(profile_id=merge.survivor_id)
         )
         conn.execute(
-            update(EventRow)
+            update(core(EventRow))
             .where(EventRow.profile_id == merge.merged_id)
             .values(profile_id=merge.survivor_id)
         )
-        conn.execute(delete(ProfileRow).where(ProfileRow.id == merge.merged_id))
+        conn.execute(delete(core(ProfileRow)).where(ProfileRow.id == merge.merged_id))
     aliases = [
         {"old_id": m.merged_id, "profile_id": m.survivor_id, "merged_at": now}
         for m in batch.merges
         if m.existed
     ]
     if aliases:
-        conn.execute(insert(ProfileAliasRow), aliases)
+        conn.execute(insert(core(ProfileAliasRow)), aliases)
     if batch.merges:
         conn.execute(
-            insert(MergeRow),
+            insert(core(MergeRow)),
             [
                 {
                     "survivor_id": m.survivor_id,
@@ -297,11 +298,11 @@ def write_batch(conn: Connection, batch: BatchWrite, now: datetime) -> None:
             ],
         )
     if batch.new_profiles:
-        conn.execute(insert(ProfileRow), [profile_to_row(p, now) for p in batch.new_profiles])
+        conn.execute(insert(core(ProfileRow)), [profile_to_row(p, now) for p in batch.new_profiles])
     if batch.updated_profiles:
         rows = [profile_to_row(p, now) for p in batch.updated_profiles]
         conn.execute(
-            update(ProfileRow)
+            update(core(ProfileRow))
             .where(ProfileRow.id == bindparam("b_id"))
             .values(
                 updated_at=bindparam("updated_at"),
@@ -314,7 +315,7 @@ def write_batch(conn: Connection, batch: BatchWrite, now: datetime) -> None:
         )
     if batch.new_identifiers:
         conn.execute(
-            insert(IdentifierRow),
+            insert(core(IdentifierRow)),
             [
                 {
                     "key": i.key,
@@ -327,4 +328,4 @@ def write_batch(conn: Connection, batch: BatchWrite, now: datetime) -> None:
             ],
         )
     if batch.events:
-        conn.execute(insert(EventRow), batch.events)
+        conn.execute(insert(core(EventRow)), batch.events)

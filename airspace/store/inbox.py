@@ -23,6 +23,7 @@ from airspace.store.tables import (
     InboxRow,
     MessageIdRow,
     QuarantineRow,
+    core,
 )
 
 
@@ -55,15 +56,14 @@ def _new_message_ids(
     if not message_ids:
         return set()
     dialect_insert = pg_insert if db.is_postgres else sqlite_insert
+    # One cached statement; SQLAlchemy batches the rows into multi-row VALUES (insertmanyvalues).
     statement = (
-        dialect_insert(MessageIdRow)
-        .values(
-            [{"write_key_id": write_key_id, "message_id": m, "seen_at": now} for m in message_ids]
-        )
+        dialect_insert(core(MessageIdRow))
         .on_conflict_do_nothing()
         .returning(MessageIdRow.message_id)
     )
-    return set(conn.execute(statement).scalars())
+    rows = [{"write_key_id": write_key_id, "message_id": m, "seen_at": now} for m in message_ids]
+    return set(conn.execute(statement, rows).scalars())
 
 
 def quarantine(
@@ -72,7 +72,7 @@ def quarantine(
     """Keep refused items with their reasons."""
     if items:
         conn.execute(
-            insert(QuarantineRow),
+            insert(core(QuarantineRow)),
             [
                 {
                     "write_key_id": write_key_id,
@@ -111,7 +111,7 @@ def accept(
             if message_id in fresh
         ]
         if rows:
-            conn.execute(insert(InboxRow), rows)
+            conn.execute(insert(core(InboxRow)), rows)
         quarantine(conn, write_key_id, "ingest", refused, now)
     return Accepted(len(rows), len(events) - len(rows), len(refused))
 
@@ -125,5 +125,7 @@ def inbox_depth(db: Database) -> int:
 def prune_message_ids(db: Database, now: datetime, retention: timedelta) -> int:
     """Forget messageIds older than the retention window."""
     with db.write() as conn:
-        result = conn.execute(delete(MessageIdRow).where(MessageIdRow.seen_at < now - retention))
+        result = conn.execute(
+            delete(core(MessageIdRow)).where(MessageIdRow.seen_at < now - retention)
+        )
     return int(result.rowcount or 0)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
@@ -196,3 +197,8 @@ PERSONAL_TABLES = (
     MergeRow,
     EventRow,
 )
+
+
+def core(row: type[Base]) -> Table:
+    """The Core table of a row class: bulk statements on it skip the ORM's per-row work."""
+    return cast(Table, row.__table__)

@@ -1,0 +1,123 @@
+"""`airspace demo`: a server on SQLite, fed with real purchases and synthetic behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from airspace.api.app import create_app
+from airspace.bootstrap import Services, build_services
+from airspace.demo.replay import build_events, load_cdnow, replay
+from airspace.settings import Settings
+from airspace.store import admin
+from airspace.store.inbox import inbox_depth
+from airspace.store.keys import create_key
+from airspace.store.migrate import migrate
+
+DATA = Path(__file__).parent / "data"
+
+
+def _start_server(services: Services, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+    config = uvicorn.Config(
+        create_app(services), host=services.settings.host, port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="http", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise SystemExit(f"the demo server could not start on port {port}; try --port")
+        time.sleep(0.05)
+    return server, thread
+
+
+def run_demo(console: Console, *, full: bool, port: int, database: Path, serve_after: bool) -> None:
+    """Replay CDNOW purchases and synthetic web/app behaviour through the tracking API."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    settings = Settings(database_url=f"sqlite:///{database}", port=port)
+    services = build_services(settings)
+    migrate(services.db)
+    now = services.clock.now()
+    _, write_key = create_key(services.db, "write", "demo", now)
+    _, admin_key = create_key(services.db, "admin", "demo", now)
+
+    source = DATA / ("CDNOW_master.txt" if full else "CDNOW_sample.txt")
+    purchases = load_cdnow(source)
+    events = build_events(purchases, today=now.date(), seed=7)
+    console.print(
+        f"[bold]Airspace demo[/bold]: {len(purchases):,} real CDNOW purchases "
+        f"({source.name}, shifted to end today) and synthetic web and app behaviour: "
+        f"{len(events):,} events"
+    )
+    server, http_thread = _start_server(services, port)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=services.worker().run_forever, args=(stop,), name="worker", daemon=True
+    )
+    worker.start()
+    base_url = f"http://{settings.host}:{port}"
+
+    with Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        sent = progress.add_task("sent", total=len(events))
+        applied = progress.add_task("applied", total=len(events))
+        result_box: list[object] = []
+
+        def send() -> None:
+            result_box.append(
+                asyncio.run(
+                    replay(
+                        events,
+                        base_url=base_url,
+                        write_key=write_key,
+                        progress=lambda n: progress.advance(sent, n),
+                    )
+                )
+            )
+
+        sender = threading.Thread(target=send, name="replay")
+        sender.start()
+        while sender.is_alive() or inbox_depth(services.db) > 0:
+            counts = admin.counts(services.db)
+            progress.update(applied, completed=counts["events"] + counts["quarantine"])
+            time.sleep(0.25)
+        sender.join()
+        counts = admin.counts(services.db)
+        progress.update(applied, completed=len(events))
+
+    example = events[-1].get("userId") or "cdnow-00001"
+    console.print(
+        f"\n[green]done[/green]: {counts['profiles']:,} profiles, {counts['events']:,} events, "
+        f"{counts['merges']:,} merges, {counts['quarantine']:,} quarantined\n"
+        f"\nWhere to look (server at {base_url}, database {database}):\n"
+        f"  OpenAPI docs      {base_url}/docs\n"
+        f"  metrics           {base_url}/metrics\n"
+        f"  a profile         curl -H 'Authorization: Bearer {admin_key}' "
+        f"'{base_url}/admin/v1/profiles?identifier=user_id:{example}'\n"
+        f"  merges            curl -H 'Authorization: Bearer {admin_key}' "
+        f"{base_url}/admin/v1/merges\n"
+        f"  send an event     curl -u '{write_key}:' {base_url}/v1/track "
+        f'-d \'{{"userId": "{example}", "event": "Hello"}}\'\n'
+    )
+    if serve_after:
+        console.print("Serving until Ctrl-C.")
+        with contextlib.suppress(KeyboardInterrupt):
+            http_thread.join()
+    server.should_exit = True
+    stop.set()
+    http_thread.join(timeout=10)
+    worker.join(timeout=10)
+    services.db.dispose()
