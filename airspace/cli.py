@@ -81,6 +81,7 @@ def serve(
             port=port or settings.port,
             log_level="warning",
             access_log=False,
+            ws="none",
         )
     finally:
         stop.set()

@@ -101,7 +101,12 @@ def live_server(services: Services) -> Iterator[LiveServer]:
     _, write_key = create_key(services.db, "write", "test", services.clock.now())
     _, admin_key = create_key(services.db, "admin", "test", services.clock.now())
     config = uvicorn.Config(
-        create_app(services), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        create_app(services),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ws="none",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -39,8 +39,9 @@ def require_kind(keys: KeyCache, secret: str | None, kind: str) -> ApiKey:
     if key is None:
         raise Unauthorized("unknown or revoked key")
     if key.kind != kind:
+        article = "an" if key.kind == "admin" else "a"
         raise Forbidden(
-            f"a {key.kind} key cannot do this; use "
+            f"{article} {key.kind} key cannot do this; use "
             + ("a write key" if kind == "write" else "an admin (secret) key")
         )
     return key

@@ -26,7 +26,11 @@ DATA = Path(__file__).parent / "data"
 
 def _start_server(services: Services, port: int) -> tuple[uvicorn.Server, threading.Thread]:
     config = uvicorn.Config(
-        create_app(services), host=services.settings.host, port=port, log_level="warning"
+        create_app(services),
+        host=services.settings.host,
+        port=port,
+        log_level="warning",
+        ws="none",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="http", daemon=True)
