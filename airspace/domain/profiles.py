@@ -107,8 +107,9 @@ def apply_event(profile: Profile, event: Event) -> Profile:
         event.context,
         event.timestamp,
     )
-    return replace(
-        profile,
+    return Profile(
+        profile_id=profile.profile_id,
+        created_at=profile.created_at,
         traits=traits,
         trait_times=times,
         computed=_computed_after(profile.computed, event),

@@ -207,5 +207,5 @@ def _event_row(item: InboxItem, event: Event, profile_id: str) -> dict[str, Any]
         "name": event.name,
         "timestamp": event.timestamp,
         "received_at": event.received_at,
-        "payload": item.payload,
+        "payload": item.raw,
     }
