@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `airspace serve` listens on")
     public_url: str = Field(
         "",
-        description="URL clients reach the API on (for the analytics.js settings); "
-        "defaults to http://host:port",
+        description="URL browsers reach the API on, for the analytics.js settings; "
+        "empty: the URL the settings request came in on",
     )
     rate_limit_per_second: float = Field(
         5000.0, gt=0, description="Sustained events per second accepted per write key"
@@ -57,11 +57,3 @@ class Settings(BaseSettings):
         description='Per-type identifier limits, e.g. {"email": 5, "anonymous_id": 100}; '
         "user_id is always 1",
     )
-    channel_consent_default: Literal["opted_in", "opted_out"] = Field(
-        "opted_in",
-        description="Consent assumed on a channel the person never answered for",
-    )
-
-    def effective_public_url(self) -> str:
-        """The URL clients use to reach this server."""
-        return self.public_url or f"http://{self.host}:{self.port}"

@@ -3,6 +3,7 @@ export and erasure of a person."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -124,26 +125,20 @@ async def profile_events(
 
 @router.get("/profiles/{profile_id}/export", summary="Everything stored about a person")
 async def export(services: Svc, profile_id: str) -> dict[str, Any]:
-    return await run_in_threadpool(queries.export_person, services.db, profile_id)
+    return await run_in_threadpool(queries.export_person, services.db, profile_id, services.rules)
 
 
 @router.delete("/profiles/{profile_id}", summary="Erase a person (GDPR)")
 async def erase(services: Svc, profile_id: str) -> ErasurePublic:
     erasure = await run_in_threadpool(
-        queries.erase_person, services.db, profile_id, services.secret, services.clock.now()
+        queries.erase_person,
+        services.db,
+        profile_id,
+        services.secret,
+        services.clock.now(),
+        services.rules,
     )
-    return (
-        ErasurePublic(**erasure.__dict__)
-        if False
-        else ErasurePublic(
-            profile_id=erasure.profile_id,
-            identifiers=erasure.identifiers,
-            events=erasure.events,
-            merges=erasure.merges,
-            quarantined=erasure.quarantined,
-            pending=erasure.pending,
-        )
-    )
+    return ErasurePublic(**dataclasses.asdict(erasure))
 
 
 @router.post("/profiles/{profile_id}/consent", summary="Record a consent change")

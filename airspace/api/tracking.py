@@ -169,9 +169,24 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as error:
+        _check_utf8(body)
         raise MalformedJson(
             f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno} "
             f"(position {error.pos})"
+        ) from None
+
+
+def _check_utf8(body: bytes) -> None:
+    """Say where a body stops being UTF-8 (orjson reports such errors at position 0)."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        start = error.start
+        line = body.count(b"\n", 0, start) + 1
+        column = start - (body.rfind(b"\n", 0, start) + 1) + 1
+        raise MalformedJson(
+            f"body is not valid UTF-8: byte 0x{body[start]:02x} at line {line} column {column} "
+            f"(position {start})"
         ) from None
 
 

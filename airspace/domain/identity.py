@@ -236,6 +236,31 @@ def _context_identifiers(context: Mapping[str, Any]) -> set[Identifier]:
     return found
 
 
+def identifiers_in_raw(message: Any, rules: IdentityRules) -> set[Identifier]:
+    """Identifiers in a raw, possibly invalid message: finds a person's quarantined items."""
+    if not isinstance(message, dict):
+        return set()
+    found: set[Identifier] = set()
+    for kind, field_name in (
+        ("user_id", "userId"),
+        ("anonymous_id", "anonymousId"),
+        ("user_id", "previousId"),
+        ("anonymous_id", "previousId"),
+    ):
+        value = _plain(message.get(field_name))
+        if value is not None:
+            found.add(Identifier(kind, value))
+    context = message.get("context")
+    context = context if isinstance(context, dict) else {}
+    for traits in (message.get("traits"), context.get("traits")):
+        if isinstance(traits, dict):
+            email = normalize_email(traits.get("email"))
+            phone = normalize_phone(traits.get("phone"), rules.phone_region)
+            found |= {Identifier("email", email)} if email else set()
+            found |= {Identifier("phone", phone)} if phone else set()
+    return found | _context_identifiers(context)
+
+
 def alias_candidates(event: Event) -> list[Identifier]:
     """What an alias's previousId might be known as: a userId, else an anonymousId."""
     previous = _plain(event.previous_id)
@@ -288,15 +313,31 @@ class Resolution:
     conflict: str | None = None
 
 
-def violations(identifiers: Iterable[Identifier], rules: IdentityRules) -> list[str]:
-    """Which per-type limits a set of identifiers passes, in words."""
+def _counts(identifiers: Iterable[Identifier]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for identifier in set(identifiers):
         counts[identifier.type] = counts.get(identifier.type, 0) + 1
+    return counts
+
+
+def violations(
+    identifiers: Iterable[Identifier],
+    rules: IdentityRules,
+    held: Iterable[AbstractSet[Identifier]] = (),
+) -> list[str]:
+    """Which per-type limits a set of identifiers passes, in words.
+
+    A profile that already holds more than a (since lowered) limit keeps what it
+    has: only growth past max(limit, what one profile in `held` holds) counts.
+    """
+    allowed: dict[str, int] = {}
+    for owned in held:
+        for kind, count in _counts(owned).items():
+            allowed[kind] = max(allowed.get(kind, 0), count)
     return [
         f"{count} {kind} identifiers (limit {rules.limit(kind)})"
-        for kind, count in sorted(counts.items())
-        if count > rules.limit(kind)
+        for kind, count in sorted(_counts(identifiers).items())
+        if count > max(rules.limit(kind), allowed.get(kind, 0))
     ]
 
 
@@ -322,8 +363,8 @@ def resolve(
         union: set[Identifier] = set(ids)
         for profile in profiles:
             union |= profile.identifiers
-        problems = violations(union, rules)
-        if not problems:
+        problems = violations(union, rules, (p.identifiers for p in profiles))
+        if not problems or not ids:
             break
         if strict:
             return Resolution(

@@ -45,9 +45,9 @@ class BatchResult:
     merges: int = 0
 
 
-def new_profile_id(now: datetime) -> str:
-    """A profile id that sorts by creation time (milliseconds, then random)."""
-    return f"{int(now.timestamp() * 1000):012x}{secrets.token_hex(8)}"
+def new_profile_id(now: datetime, sequence: int) -> str:
+    """A profile id that sorts by creation: milliseconds, order within the batch, random."""
+    return f"{int(now.timestamp() * 1000):012x}{sequence:06x}{secrets.token_hex(5)}"
 
 
 @dataclass
@@ -62,6 +62,7 @@ class _State:
     dirty: set[str] = field(default_factory=set)
     new_links: dict[Identifier, str] = field(default_factory=dict)
     merges: list[MergeRecord] = field(default_factory=list)
+    created: int = 0
 
     def final(self, profile_id: str) -> str:
         while profile_id in self.redirect:
@@ -124,12 +125,17 @@ def apply_batch(
         for i in owned:
             state.owner[i] = pid
     event_rows: list[dict[str, Any]] = []
-    refused: list[Refused] = []
+    refused: dict[int, list[Refused]] = {}
     for (item, event), ids in zip(events, ids_per_event, strict=True):
         if any(hashes[i] in erased for i in ids):
             result.dropped_erased += 1
             continue
-        profile_id = _resolve(state, event, ids, ctx, refused)
+        if not ids:
+            # Only placeholder values ("anonymous", "null", ...): no person to put it on.
+            reason = "no usable identifier: userId and anonymousId are empty or placeholders"
+            refused.setdefault(item.write_key_id, []).append(Refused(item.raw, reason))
+            continue
+        profile_id = _resolve(state, event, ids, ctx, refused.setdefault(item.write_key_id, []))
         if profile_id is None:
             continue
         state.profiles[profile_id] = profiles.apply_event(state.profiles[profile_id], event)
@@ -150,8 +156,9 @@ def apply_batch(
         ),
         ctx.now,
     )
-    quarantine(conn, None, "apply", refused, ctx.now)
-    result.quarantined = len(refused)
+    for write_key_id, items_refused in refused.items():
+        quarantine(conn, write_key_id, "apply", items_refused, ctx.now)
+    result.quarantined = sum(len(r) for r in refused.values())
     result.merges = len(state.merges)
     return result
 
@@ -171,7 +178,8 @@ def _resolve(
         return None
     profile_id = resolution.profile_id
     if profile_id is None:
-        profile_id = new_profile_id(ctx.now)
+        state.created += 1
+        profile_id = new_profile_id(ctx.now, state.created)
         state.profiles[profile_id] = Profile(profile_id=profile_id, created_at=ctx.now)
         state.ids_of[profile_id] = set()
     for merged in resolution.merged:

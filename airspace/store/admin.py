@@ -14,7 +14,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from airspace.domain import consent as consent_rules
 from airspace.domain.consent import ConsentRecord, Topic
 from airspace.domain.errors import InvalidInput, NotFound
-from airspace.domain.identity import Identifier, erasure_hash, normalize_email, normalize_phone
+from airspace.domain.identity import (
+    Identifier,
+    IdentityRules,
+    erasure_hash,
+    identifiers_in_raw,
+    normalize_email,
+    normalize_phone,
+)
 from airspace.store import identity as repo
 from airspace.store.database import Database
 from airspace.store.identity import computed_to_json, consent_to_json
@@ -203,32 +210,41 @@ def set_consent(
     return consent_to_json(consent)
 
 
-def _text_patterns(identifiers: set[Identifier], traits: dict[str, Any]) -> list[str]:
-    """Strings that identify the person inside raw payloads."""
-    patterns = {i.value for i in identifiers}
-    patterns |= {v for v in traits.values() if isinstance(v, str)}
-    return sorted(p for p in patterns if len(p) >= 3)
+def _raw_mentions(
+    conn: Connection, owned: set[Identifier], traits: dict[str, Any], rules: IdentityRules
+) -> tuple[list[Any], list[Any]]:
+    """Quarantined and queued items that carry one of the person's identifiers.
 
-
-def _matching(column: Any, patterns: list[str]) -> Any:
-    escaped = [
-        orjson.dumps(p).decode()[1:-1].replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-        for p in patterns
-    ]
-    return or_(*(func.lower(column).like(f"%{e.lower()}%", escape="\\") for e in escaped))
-
-
-def _raw_rows(conn: Connection, patterns: list[str]) -> tuple[list[Any], list[Any]]:
+    A text search finds candidates (identifier values, and the email and phone
+    exactly as they were sent); each is then parsed and kept only if one of its
+    identifier fields really is the person's, so nobody else's data is touched.
+    """
+    patterns = {i.value for i in owned}
+    patterns |= {traits[k] for k in ("email", "phone") if isinstance(traits.get(k), str)}
+    patterns = {p for p in patterns if p}
     if not patterns:
         return [], []
-    quarantined = conn.execute(
-        select(QuarantineRow).where(_matching(QuarantineRow.payload, patterns))
-    ).all()
-    queued = conn.execute(select(InboxRow).where(_matching(InboxRow.payload, patterns))).all()
-    return list(quarantined), list(queued)
+    escaped = [
+        orjson.dumps(p).decode()[1:-1].replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+        for p in sorted(patterns)
+    ]
+
+    def candidates(column: Any) -> Any:
+        return or_(*(func.lower(column).like(f"%{e.lower()}%", escape="\\") for e in escaped))
+
+    def theirs(payload: str) -> bool:
+        try:
+            message = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return False
+        return bool(identifiers_in_raw(message, rules) & owned)
+
+    quarantined = conn.execute(select(QuarantineRow).where(candidates(QuarantineRow.payload))).all()
+    queued = conn.execute(select(InboxRow).where(candidates(InboxRow.payload))).all()
+    return [q for q in quarantined if theirs(q.payload)], [q for q in queued if theirs(q.payload)]
 
 
-def export_person(db: Database, profile_id: str) -> dict[str, Any]:
+def export_person(db: Database, profile_id: str, rules: IdentityRules) -> dict[str, Any]:
     """Everything stored about a person, as JSON (GDPR access and portability)."""
     view = profile_view(db, profile_id, recent_events=0)
     live_id = view["id"]
@@ -238,7 +254,7 @@ def export_person(db: Database, profile_id: str) -> dict[str, Any]:
         events = conn.execute(
             select(EventRow).where(EventRow.profile_id == live_id).order_by(EventRow.id)
         ).all()
-        quarantined, queued = _raw_rows(conn, _text_patterns(owned, profile.traits))
+        quarantined, queued = _raw_mentions(conn, owned, profile.traits, rules)
     view.pop("recent_events")
     view["trait_times"] = {k: v.isoformat() for k, v in profile.trait_times.items()}
     view["events"] = [_event_json(e) for e in events]
@@ -261,7 +277,9 @@ class Erasure:
     pending: int
 
 
-def erase_person(db: Database, profile_id: str, secret: bytes, now: datetime) -> Erasure:
+def erase_person(
+    db: Database, profile_id: str, secret: bytes, now: datetime, rules: IdentityRules
+) -> Erasure:
     """Erase a person and everything derived; remember identifiers only as keyed hashes."""
     with db.write() as conn:
         live_id = current_profile_id(conn, profile_id)
@@ -282,7 +300,7 @@ def erase_person(db: Database, profile_id: str, secret: bytes, now: datetime) ->
                 select(ProfileAliasRow.old_id).where(ProfileAliasRow.profile_id == live_id)
             ).scalars()
         )
-        quarantined, queued = _raw_rows(conn, _text_patterns(owned, profile.traits))
+        quarantined, queued = _raw_mentions(conn, owned, profile.traits, rules)
         everyone = [live_id, *old_ids]
         events = conn.execute(delete(core(EventRow)).where(EventRow.profile_id == live_id)).rowcount
         merges = conn.execute(

@@ -78,7 +78,10 @@ class InboxRow(Base):
     message_id: Mapped[str] = mapped_column(String(512))
     payload: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UtcTime())
-    __table_args__ = (Index("ix_inbox_partition_id", "partition", "id"),)
+    __table_args__ = (
+        Index("ix_inbox_partition_id", "partition", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class InboxPartitionRow(Base):
@@ -108,6 +111,8 @@ class QuarantineRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UtcTime(), index=True)
+    # Ids are never reused (SQLite would after deletes): readers page with after_id.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
 
 class ProfileRow(Base):
@@ -153,6 +158,7 @@ class MergeRow(Base):
     message_id: Mapped[str] = mapped_column(String(512))
     cause: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UtcTime())
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
 
 class EventRow(Base):
@@ -168,7 +174,10 @@ class EventRow(Base):
     timestamp: Mapped[datetime] = mapped_column(UtcTime())
     received_at: Mapped[datetime] = mapped_column(UtcTime())
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
-    __table_args__ = (Index("ix_events_profile_id", "profile_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_profile_id", "profile_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class ErasedIdentifierRow(Base):
