@@ -47,8 +47,12 @@ class Event:
 
     @property
     def routing_key(self) -> str:
-        """The identifier that decides the inbox partition (and so the order of apply)."""
-        return self.anonymous_id or self.user_id or self.previous_id or self.message_id
+        """The identifier that decides the inbox partition (and so the order of apply).
+
+        The userId first: once a person is known, their browser, app and server
+        events all carry it, so they share one partition and one order.
+        """
+        return self.user_id or self.anonymous_id or self.message_id
 
     def to_stored(self) -> dict[str, Any]:
         """The normalised JSON form kept in the inbox and the event log."""

@@ -306,9 +306,12 @@ def write_batch(conn: Connection, batch: BatchWrite, now: datetime) -> None:
         _insert_events(conn, batch.events)
 
 
-# The two statements below run for every applied event. They go straight to the driver
-# with values serialised once, skipping SQLAlchemy's per-parameter type processing,
-# which otherwise costs more than the rest of applying an event.
+# The statements below run for every applied event. They go straight to the driver with
+# values serialised once (SQLAlchemy's per-parameter type processing would cost more than
+# the rest of applying an event) and many rows per statement (one round trip per row
+# would leave a PostgreSQL worker waiting on the network most of the time).
+
+_ROWS_PER_STATEMENT = 400
 
 
 def _driver_time(sqlite: bool, moment: datetime) -> Any:
@@ -316,17 +319,31 @@ def _driver_time(sqlite: bool, moment: datetime) -> Any:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ") if sqlite else moment
 
 
-def _marks(sqlite: bool) -> tuple[str, str]:
+def _insert_many(
+    conn: Connection, head: str, marks: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """`head VALUES (...), (...), ...` in chunks; `marks` are the placeholders of one row."""
+    one_row = f"({', '.join(marks)})"
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        conn.exec_driver_sql(
+            f"{head} VALUES {', '.join([one_row] * len(chunk))}",
+            tuple(value for row in chunk for value in row),
+        )
+
+
+def _marks(sqlite: bool, plain: int, json: int) -> list[str]:
     mark = "?" if sqlite else "%s"
-    return mark, (mark if sqlite else f"CAST({mark} AS jsonb)")
+    return [mark] * plain + [mark if sqlite else f"CAST({mark} AS jsonb)"] * json
 
 
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     sqlite = conn.dialect.name == "sqlite"
-    mark, json_mark = _marks(sqlite)
-    conn.exec_driver_sql(
+    _insert_many(
+        conn,
         "INSERT INTO events (profile_id, write_key_id, message_id, type, name, timestamp, "
-        f"received_at, payload) VALUES ({', '.join([mark] * 7)}, {json_mark})",
+        "received_at, payload)",
+        _marks(sqlite, 7, 1),
         [
             (
                 r["profile_id"],
@@ -347,32 +364,45 @@ def _write_profiles(
     conn: Connection, profiles: list[Profile], now: datetime, *, insert_new: bool
 ) -> None:
     sqlite = conn.dialect.name == "sqlite"
-    mark, json_mark = _marks(sqlite)
     stamp = _driver_time(sqlite, now)
     values = [
         (
+            p.profile_id,
             stamp,
             orjson.dumps(p.traits).decode(),
             orjson.dumps({k: v.isoformat() for k, v in p.trait_times.items()}).decode(),
             orjson.dumps(computed_to_json(p.computed)).decode(),
             orjson.dumps(consent_to_json(p.consent)).decode(),
-            p.profile_id,
         )
         for p in profiles
     ]
+    columns = "id, updated_at, traits, trait_times, computed, consent"
     if insert_new:
-        conn.exec_driver_sql(
-            "INSERT INTO profiles (updated_at, traits, trait_times, computed, consent, id, "
-            f"created_at) VALUES ({mark}, {', '.join([json_mark] * 4)}, {mark}, {mark})",
+        _insert_many(
+            conn,
+            f"INSERT INTO profiles ({columns}, created_at)",
+            _marks(sqlite, 2, 4) + _marks(sqlite, 1, 0),
             [
-                (*v, _driver_time(sqlite, p.created_at))
-                for v, p in zip(values, profiles, strict=True)
+                (*row, _driver_time(sqlite, p.created_at))
+                for row, p in zip(values, profiles, strict=True)
             ],
         )
-    else:
+    elif sqlite:
         conn.exec_driver_sql(
-            f"UPDATE profiles SET updated_at = {mark}, traits = {json_mark}, "
-            f"trait_times = {json_mark}, computed = {json_mark}, consent = {json_mark} "
-            f"WHERE id = {mark}",
-            values,
+            "UPDATE profiles SET updated_at = ?, traits = ?, trait_times = ?, computed = ?, "
+            "consent = ? WHERE id = ?",
+            [(*row[1:], row[0]) for row in values],
         )
+    else:
+        one_row = (
+            "(%s, %s, CAST(%s AS jsonb), CAST(%s AS jsonb), CAST(%s AS jsonb), CAST(%s AS jsonb))"
+        )
+        for start in range(0, len(values), _ROWS_PER_STATEMENT):
+            chunk = values[start : start + _ROWS_PER_STATEMENT]
+            conn.exec_driver_sql(
+                "UPDATE profiles AS p SET updated_at = v.updated_at, traits = v.traits, "
+                "trait_times = v.trait_times, computed = v.computed, consent = v.consent "
+                f"FROM (VALUES {', '.join([one_row] * len(chunk))}) "
+                f"AS v({columns}) WHERE p.id = v.id",
+                tuple(value for row in chunk for value in row),
+            )
