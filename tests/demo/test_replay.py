@@ -341,6 +341,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body in one segment: split writes meet delayed ACKs and cost ~40 ms each.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_POST(self) -> None:
@@ -441,12 +444,15 @@ def test_replay_delivers_every_event_once_after_a_rate_limit(
 
 
 def test_replay_counts_rejected_events(server: Recorder, some_events: list[Event]) -> None:
-    bad = [{**event, "type": "track", "event": "Bad Event"} for event in some_events[:3]]
-    result = replay_sync(
-        [*bad, *some_events[3:50]], base_url=server.url, write_key="wk", batch_size=10
-    )
+    # Two bad events in each of the five batches, acknowledged concurrently: the counts
+    # of all workers must add up.
+    mixed = [
+        {**event, "type": "track", "event": "Bad Event"} if index % 10 in (0, 7) else event
+        for index, event in enumerate(some_events[:50])
+    ]
+    result = replay_sync(mixed, base_url=server.url, write_key="wk", batch_size=10, concurrency=5)
     assert result.sent == 50
-    assert result.rejected == 3
+    assert result.rejected == 10
 
 
 def test_replay_retries_a_dropped_connection(server: Recorder, some_events: list[Event]) -> None:
