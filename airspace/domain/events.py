@@ -27,6 +27,39 @@ MAX_ID_LENGTH = 512
 
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
 
+JUNK_VALUES: frozenset[str] = frozenset(
+    {
+        "",
+        "null",
+        "none",
+        "nil",
+        "undefined",
+        "anonymous",
+        "anon",
+        "unknown",
+        "n/a",
+        "na",
+        "0",
+        "-1",
+        "1",
+        "[object object]",
+        "{}",
+        "[]",
+        "nan",
+        "false",
+        "true",
+        "00000000-0000-0000-0000-000000000000",
+        "test@test.com",
+        "email@example.com",
+        "noreply@example.com",
+    }
+)
+
+
+def is_junk(value: str) -> bool:
+    """A placeholder that many profiles share by accident: never an identifier."""
+    return value.strip().lower() in JUNK_VALUES
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -226,6 +259,11 @@ def parse_message(
     group_id = _identifier_field(message, "groupId")
     if user_id is None and anonymous_id is None:
         raise InvalidInput("userId or anonymousId is required (both were missing or null)")
+    if all(value is None or is_junk(value) for value in (user_id, anonymous_id)):
+        raise InvalidInput(
+            f"no usable identifier: userId {user_id!r} and anonymousId {anonymous_id!r} are "
+            "empty or placeholder values (like 'anonymous', 'null', '0')"
+        )
     if kind == "alias" and (previous_id is None or user_id is None):
         raise InvalidInput("alias needs both previousId and userId")
     if kind == "group" and group_id is None:

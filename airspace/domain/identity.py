@@ -34,35 +34,7 @@ from typing import Any, NamedTuple
 
 import phonenumbers
 
-from airspace.domain.events import Event
-
-JUNK_VALUES: frozenset[str] = frozenset(
-    {
-        "",
-        "null",
-        "none",
-        "nil",
-        "undefined",
-        "anonymous",
-        "anon",
-        "unknown",
-        "n/a",
-        "na",
-        "0",
-        "-1",
-        "1",
-        "[object object]",
-        "{}",
-        "[]",
-        "nan",
-        "false",
-        "true",
-        "00000000-0000-0000-0000-000000000000",
-        "test@test.com",
-        "email@example.com",
-        "noreply@example.com",
-    }
-)
+from airspace.domain.events import Event, is_junk
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -140,11 +112,6 @@ class IdentityRules:
             wildcard = "ext:*" if kind.startswith("ext:") else kind
             rank = self._ranks.get(wildcard, len(self.priority))
         return rank
-
-
-def is_junk(value: str) -> bool:
-    """A placeholder that many profiles share by accident: never an identifier."""
-    return value.strip().lower() in JUNK_VALUES
 
 
 def normalize_email(value: Any) -> str | None:

@@ -293,10 +293,10 @@ def test_an_event_above_the_size_limit_says_by_how_much() -> None:
             track(messageId=""), None, {"message_id": "airspace-new"}, id="messageId-empty"
         ),
         pytest.param(
-            track(userId="", anonymousId=None),
+            track(userId="", anonymousId="a-1"),
             None,
-            {"user_id": ""},
-            id="empty-userId-is-present",
+            {"user_id": "", "anonymous_id": "a-1"},
+            id="empty-userId-beside-a-usable-anonymousId",
         ),
         pytest.param(
             track(integrations={"All": False}, properties=None),
@@ -522,3 +522,18 @@ def test_parsed_stored_and_read_back_is_the_same_event() -> None:
     event = parse(message)
     assert Event.from_stored(json.loads(json.dumps(event.to_stored()))) == event
     assert event.timestamp == RECEIVED - timedelta(seconds=0.876544)
+
+
+@pytest.mark.parametrize(
+    ("user_id", "anonymous_id"),
+    [("", None), ("anonymous", "null"), (None, "undefined"), ("0", "[object Object]")],
+)
+def test_only_placeholder_identifiers_are_refused_at_the_door(
+    user_id: str | None, anonymous_id: str | None
+) -> None:
+    with pytest.raises(InvalidInput, match="no usable identifier"):
+        parse_message(
+            {"type": "track", "event": "E", "userId": user_id, "anonymousId": anonymous_id},
+            received_at=datetime(2026, 11, 2, tzinfo=UTC),
+            new_message_id="m",
+        )
