@@ -1,5 +1,8 @@
 """Fixtures shared by every test: databases (SQLite, and PostgreSQL when available),
-services on a simulated clock, and a real HTTP server on loopback."""
+services on a simulated clock, and a real HTTP server on loopback.
+
+The web and database stacks are imported inside the fixtures that need them, so the
+unit tests (pure domain) start in a fraction of a second."""
 
 from __future__ import annotations
 
@@ -12,17 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
-from sqlalchemy import create_engine, text
 
-from airspace.api.app import create_app
-from airspace.bootstrap import Services, build_services
 from airspace.domain.clock import SimulatedClock
-from airspace.settings import Settings
-from airspace.store.keys import create_key
-from airspace.store.migrate import migrate
+
+if TYPE_CHECKING:
+    from airspace.bootstrap import Services
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 POSTGRES_URL = os.environ.get("AIRSPACE_TEST_POSTGRES_URL")
@@ -34,6 +34,8 @@ def postgres_database() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("AIRSPACE_TEST_POSTGRES_URL is not set in CI: scripts/test starts it")
         pytest.skip("AIRSPACE_TEST_POSTGRES_URL not set (scripts/test sets it)")
+    from sqlalchemy import create_engine, text
+
     name = f"airspace_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -65,6 +67,10 @@ def clock() -> SimulatedClock:
 @pytest.fixture
 def services(database_url: str, clock: SimulatedClock) -> Iterator[Services]:
     """Migrated services on the simulated clock."""
+    from airspace.bootstrap import build_services
+    from airspace.settings import Settings
+    from airspace.store.migrate import migrate
+
     settings = Settings(database_url=database_url, secret="test-secret")  # type: ignore[call-arg]
     built = build_services(settings, clock=clock)
     migrate(built.db)
@@ -97,6 +103,11 @@ def free_port() -> int:
 @pytest.fixture
 def live_server(services: Services) -> Iterator[LiveServer]:
     """Serve the app over real HTTP in a thread; the test applies work with the worker."""
+    import uvicorn
+
+    from airspace.api.app import create_app
+    from airspace.store.keys import create_key
+
     port = free_port()
     _, write_key = create_key(services.db, "write", "test", services.clock.now())
     _, admin_key = create_key(services.db, "admin", "test", services.clock.now())
