@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from airspace.api.app import create_app
+from airspace import __version__
 from airspace.bootstrap import Services, build_services
 from airspace.settings import Settings
 from airspace.store.keys import create_key, list_keys, revoke_key
@@ -43,7 +42,10 @@ def migrate(database_url: DatabaseOption = None) -> None:
     """Create or upgrade the database schema."""
     services = _services(database_url)
     apply_migrations(services.db)
-    console.print(f"[green]schema is up to date[/green] ({services.db.engine.url!r})")
+    console.print(
+        f"[green]schema created or upgraded to the latest version[/green] "
+        f"({services.db.engine.url!r})"
+    )
 
 
 def start_workers(services: Services, count: int) -> tuple[threading.Event, list[threading.Thread]]:
@@ -68,12 +70,21 @@ def serve(
     database_url: DatabaseOption = None,
 ) -> None:
     """Run the HTTP API and a worker in one process (migrates first)."""
+    import uvicorn
+
+    from airspace.api.app import create_app
+
     services = _services(database_url)
     apply_migrations(services.db)
     if services.db.is_sqlite and workers > 1:
         raise typer.BadParameter("SQLite takes one worker; use PostgreSQL for more")
     stop, threads = start_workers(services, workers)
     settings = services.settings
+    listen = f"http://{host or settings.host}:{port or settings.port}"
+    console.print(
+        f"Airspace {__version__} listening on {listen} (docs at {listen}/docs), "
+        f"database {services.db.engine.url!r}, {workers} worker(s); Ctrl-C to stop"
+    )
     try:
         uvicorn.run(
             create_app(services),

@@ -26,7 +26,7 @@ _STATUS: list[tuple[type[AirspaceError], int]] = [
     (InvalidInput, 400),
 ]
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed"}
 
 
 def status_of(error: AirspaceError) -> int:

@@ -36,7 +36,7 @@ from airspace.store.keys import ApiKey
 # Decompressed output is measured up to this size to report by how much a body is over.
 _MEASURE_BYTES = 4 * MAX_REQUEST_BYTES
 _GZIP_MAGIC = b"\x1f\x8b"
-# Deeper events are refused: the JSON encoder and PostgreSQL stop far below what a parser accepts.
+# Deeper items are refused: the parser accepts 1,024 levels, the encoder crashes on far fewer.
 MAX_NESTING = 64
 
 SHORT_PATHS = {
@@ -237,37 +237,43 @@ def _validate(
     refused: list[Refused] = []
     problems: list[tuple[int, InvalidInput]] = []
     for index, item in enumerate(items):
-        encoded = _encoded(item)
         try:
-            if isinstance(item, dict):
-                item = _with_shared_context(item, shared_context)
-                _check_storable(item)
+            # Checked before anything encodes it: orjson.dumps may crash the process on
+            # deeply nested input before its own recursion limit (GHSA-hx9q-6w63-j58v).
+            _check_storable(item)
+            encoded_size = len(orjson.dumps(item))
+            message = _with_shared_context(item, shared_context)
+            if message is not item:
+                _check_storable(message)
             events.append(
                 parse_message(
-                    item,
+                    message,
                     received_at=now,
                     new_message_id=f"airspace-{uuid.uuid4()}",
                     default_type=default_type,
                     batch_sent_at=batch_sent_at,
-                    encoded_size=len(encoded),
+                    encoded_size=encoded_size,
                 )
             )
         except InvalidInput as error:
-            refused.append(Refused(encoded.decode(), error.message))
+            refused.append(Refused(_quarantined(item), error.message))
             problems.append((index, error))
     return events, refused, problems
 
 
-def _with_shared_context(item: dict[str, Any], shared_context: Any) -> dict[str, Any]:
+def _with_shared_context(item: Any, shared_context: Any) -> Any:
     """A batch item with the batch's `context` under its own (the item's keys win)."""
+    if not isinstance(item, dict) or not isinstance(shared_context, dict):
+        return item
     own = item.get("context")
-    if not isinstance(shared_context, dict) or not isinstance(own, dict | None):
+    if not isinstance(own, dict | None):
         return item  # a non-object context of the item is refused by parse_message
     return {**item, "context": {**shared_context, **(own or {})}}
 
 
-def _check_storable(item: dict[str, Any]) -> None:
-    """Refuse what SQLite and PostgreSQL cannot both store: NUL characters, deep nesting."""
+def _check_storable(item: Any) -> None:
+    """Refuse what cannot be encoded safely or stored alike on SQLite and PostgreSQL:
+    nesting deeper than `MAX_NESTING`, NUL characters in strings or keys."""
     # Each entry is (value, key, parent entry, depth); paths are spelled out only for an error.
     stack: list[_Node] = [(item, None, None, 1)]
     while stack:
@@ -276,13 +282,14 @@ def _check_storable(item: dict[str, Any]) -> None:
         if isinstance(value, str):
             if "\x00" in value:
                 raise InvalidInput(
-                    f"{_path(node)} contains the NUL character (\\u0000), which cannot be stored"
+                    f"{_path(node) or 'the event'} contains the NUL character (\\u0000), "
+                    "which cannot be stored"
                 )
         elif isinstance(value, dict | list):
             if depth > MAX_NESTING:
                 raise InvalidInput(
-                    f"{_path(node)} is nested more than {MAX_NESTING} objects or arrays deep "
-                    f"(the limit is {MAX_NESTING})"
+                    f"{_path(node) or 'the event'} is nested more than {MAX_NESTING} objects "
+                    f"or arrays deep (the limit is {MAX_NESTING})"
                 )
             children = value.items() if isinstance(value, dict) else enumerate(value)
             for key, child in children:
@@ -309,12 +316,9 @@ def _path(node: _Node) -> str:
     return path if len(path) <= 120 else f"{path[:60]}...{path[-57:]}"
 
 
-def _encoded(item: Any) -> bytes:
-    """An item as JSON, for its size and the quarantine; levels too deep to encode are cut."""
-    try:
-        return orjson.dumps(item)
-    except orjson.JSONEncodeError:
-        return orjson.dumps(_pruned(item, MAX_NESTING))
+def _quarantined(item: Any) -> str:
+    """A refused item as JSON for the quarantine; levels deeper than allowed are cut."""
+    return orjson.dumps(_pruned(item, MAX_NESTING)).decode()
 
 
 def _pruned(value: Any, levels: int) -> Any:

@@ -42,6 +42,38 @@ def _start_server(services: Services, port: int) -> tuple[uvicorn.Server, thread
     return server, thread
 
 
+def _example_user(services: Services) -> str:
+    """A userId whose profile shows identity resolution at work (it absorbed a merge)."""
+    merges = admin.list_merges(services.db, after_id=0, limit=1)
+    if merges:
+        view = admin.profile_view(services.db, merges[0]["survivor_id"], recent_events=0)
+        for identifier in view["identifiers"]:
+            if identifier["type"] == "user_id":
+                return str(identifier["value"])
+    return "cdnow-00001"
+
+
+def _print_where_to_look(
+    services: Services, base_url: str, write_key: str, admin_key: str, database: Path
+) -> None:
+    # Plain print, never wrapped: these lines are meant to be copied into a shell.
+    user = _example_user(services)
+    print(
+        f"""
+Where to look (server at {base_url}, database {database}):
+
+  export AIRSPACE_ADMIN_KEY={admin_key} AIRSPACE_WRITE_KEY={write_key}
+  curl -H "Authorization: Bearer $AIRSPACE_ADMIN_KEY" \\
+       '{base_url}/admin/v1/profiles?identifier=user_id:{user}'
+  curl -H "Authorization: Bearer $AIRSPACE_ADMIN_KEY" '{base_url}/admin/v1/merges?limit=5'
+  curl -u "$AIRSPACE_WRITE_KEY:" {base_url}/v1/track -d '{{"userId": "{user}", "event": "Hello"}}'
+
+  OpenAPI docs: {base_url}/docs    metrics: {base_url}/metrics
+""",
+        flush=True,
+    )
+
+
 def run_demo(console: Console, *, full: bool, port: int, database: Path, serve_after: bool) -> None:
     """Replay CDNOW purchases and synthetic web/app behaviour through the tracking API."""
     for suffix in ("", "-wal", "-shm"):
@@ -102,22 +134,14 @@ def run_demo(console: Console, *, full: bool, port: int, database: Path, serve_a
         counts = admin.counts(services.db)
         progress.update(applied, completed=len(events))
 
-    example = events[-1].get("userId") or "cdnow-00001"
     console.print(
         f"\n[green]done[/green]: {counts['profiles']:,} profiles, {counts['events']:,} events, "
-        f"{counts['merges']:,} merges, {counts['quarantine']:,} quarantined\n"
-        f"\nWhere to look (server at {base_url}, database {database}):\n"
-        f"  OpenAPI docs      {base_url}/docs\n"
-        f"  metrics           {base_url}/metrics\n"
-        f"  a profile         curl -H 'Authorization: Bearer {admin_key}' "
-        f"'{base_url}/admin/v1/profiles?identifier=user_id:{example}'\n"
-        f"  merges            curl -H 'Authorization: Bearer {admin_key}' "
-        f"{base_url}/admin/v1/merges\n"
-        f"  send an event     curl -u '{write_key}:' {base_url}/v1/track "
-        f'-d \'{{"userId": "{example}", "event": "Hello"}}\'\n'
+        f"{counts['merges']:,} merges, {counts['quarantine']:,} quarantined"
     )
     if serve_after:
-        console.print("Serving until Ctrl-C.")
+        _print_where_to_look(services, base_url, write_key, admin_key, database)
+    if serve_after:
+        print("Serving until Ctrl-C.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             http_thread.join()
     server.should_exit = True
