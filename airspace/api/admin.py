@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -18,6 +18,16 @@ from airspace.domain.errors import InvalidInput, NotFound
 from airspace.store import admin as queries
 from airspace.store.keys import ApiKey
 
+ProfileId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[0-9A-Za-z_-]+$",
+        description="A profile id (a merged profile's id leads to its survivor)",
+    ),
+]
+TopicName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most items to return")]
 AfterId = Annotated[int, Query(ge=0, le=2**62, description="Return items with a larger id")]
 
@@ -107,13 +117,13 @@ async def find_profile(
 
 
 @router.get("/profiles/{profile_id}", summary="A profile by id (merged ids lead to the survivor)")
-async def get_profile(services: Svc, profile_id: str) -> dict[str, Any]:
+async def get_profile(services: Svc, profile_id: ProfileId) -> dict[str, Any]:
     return await run_in_threadpool(queries.profile_view, services.db, profile_id)
 
 
 @router.get("/profiles/{profile_id}/events", summary="A profile's events")
 async def profile_events(
-    services: Svc, profile_id: str, limit: Limit = 100, after_id: AfterId = 0
+    services: Svc, profile_id: ProfileId, limit: Limit = 100, after_id: AfterId = 0
 ) -> Page:
     items = await run_in_threadpool(
         lambda: queries.list_events(
@@ -124,12 +134,12 @@ async def profile_events(
 
 
 @router.get("/profiles/{profile_id}/export", summary="Everything stored about a person")
-async def export(services: Svc, profile_id: str) -> dict[str, Any]:
+async def export(services: Svc, profile_id: ProfileId) -> dict[str, Any]:
     return await run_in_threadpool(queries.export_person, services.db, profile_id, services.rules)
 
 
 @router.delete("/profiles/{profile_id}", summary="Erase a person (GDPR)")
-async def erase(services: Svc, profile_id: str) -> ErasurePublic:
+async def erase(services: Svc, profile_id: ProfileId) -> ErasurePublic:
     erasure = await run_in_threadpool(
         queries.erase_person,
         services.db,
@@ -142,7 +152,9 @@ async def erase(services: Svc, profile_id: str) -> ErasurePublic:
 
 
 @router.post("/profiles/{profile_id}/consent", summary="Record a consent change")
-async def change_consent(services: Svc, profile_id: str, change: ConsentChange) -> dict[str, Any]:
+async def change_consent(
+    services: Svc, profile_id: ProfileId, change: ConsentChange
+) -> dict[str, Any]:
     if (change.channel is None) == (change.topic is None):
         raise InvalidInput("give exactly one of channel or topic")
     key = (
@@ -187,7 +199,7 @@ async def topics(services: Svc) -> list[TopicPublic]:
 
 
 @router.put("/topics/{name}", summary="Create or change a subscription topic")
-async def put_topic(services: Svc, name: str, body: TopicPut) -> TopicPublic:
+async def put_topic(services: Svc, name: TopicName, body: TopicPut) -> TopicPublic:
     clean = name.strip().lower()
     if not clean or len(clean) > 100:
         raise InvalidInput("a topic name has 1 to 100 characters")

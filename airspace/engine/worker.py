@@ -13,17 +13,17 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from airspace import metrics
 from airspace.domain.clock import Clock
 from airspace.domain.identity import IdentityRules
 from airspace.engine.apply import ApplyContext, BatchResult, apply_batch
 from airspace.store import identity as repo
 from airspace.store.database import Database
-from airspace.store.inbox import prune_message_ids
+from airspace.store.inbox import Refused, prune_message_ids, quarantine
 
 log = logging.getLogger("airspace.worker")
+
+_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +47,12 @@ class Worker:
         self.config = config
         self._last_prune: datetime | None = None
 
-    def run_once(self) -> BatchResult:
+    def run_once(self, limit: int | None = None) -> BatchResult:
         """Claim and apply one batch; return what it did (all zero when idle)."""
         started = time.perf_counter()
         now = self.clock.now()
         with self.db.write() as conn:
-            partition, items = repo.claim_batch(conn, self.db, self.config.batch_size)
+            partition, items = repo.claim_batch(conn, self.db, limit or self.config.batch_size)
             if not items:
                 return BatchResult()
             result = apply_batch(
@@ -84,16 +84,53 @@ class Worker:
             prune_message_ids(self.db, now, self.config.dedupe_retention)
             self._last_prune = now
 
+    def quarantine_next(self, reason: str) -> None:
+        """Move the next inbox event to the quarantine: it cannot be applied."""
+        with self.db.write() as conn:
+            partition, items = repo.claim_batch(conn, self.db, 1)
+            for item in items:
+                quarantine(
+                    conn, item.write_key_id, "apply", [Refused(item.raw, reason)], self.clock.now()
+                )
+            repo.finish_batch(conn, partition, [item.id for item in items], self.clock.now())
+        metrics.EVENTS_QUARANTINED.labels("apply").inc(len(items))
+
+    def isolate(self, stop: threading.Event) -> None:
+        """After a batch failed again and again: apply one event at a time, and quarantine
+        the one that fails, so one bad event cannot stop its partition for good."""
+        for _ in range(self.config.batch_size):
+            last: Exception | None = None
+            for attempt in range(_ATTEMPTS):
+                try:
+                    result = self.run_once(limit=1)
+                    break
+                except Exception as error:
+                    if stop.wait(self.config.idle_seconds * 2**attempt):
+                        return
+                    last = error
+            else:
+                log.error("quarantining an event that cannot be applied: %s", last)
+                self.quarantine_next(f"could not be applied: {type(last).__name__}: {last}"[:2000])
+                continue
+            if result.applied + result.quarantined + result.dropped_erased == 0:
+                return
+
     def run_forever(self, stop: threading.Event) -> None:
-        """Work until `stop` is set; transient database errors are retried."""
+        """Work until `stop` is set. A failed batch is retried (deadlocks and lost
+        connections pass); one that keeps failing is taken apart event by event."""
+        failures = 0
         while not stop.is_set():
             try:
                 self.maintain()
                 result = self.run_once()
-            except (OperationalError, DBAPIError) as error:
-                # Deadlocks and serialization failures roll back cleanly; try again.
-                log.warning("batch rolled back, retrying: %s", error.orig or error)
-                stop.wait(self.config.idle_seconds)
+                failures = 0
+            except Exception as error:
+                failures += 1
+                log.warning("batch rolled back (%d in a row): %s", failures, error)
+                if failures >= _ATTEMPTS:
+                    self.isolate(stop)
+                    failures = 0
+                stop.wait(self.config.idle_seconds * 2 ** min(failures, 6))
                 continue
             if result.applied + result.quarantined + result.dropped_erased == 0:
                 stop.wait(self.config.idle_seconds)

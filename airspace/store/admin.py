@@ -41,6 +41,8 @@ from airspace.store.tables import (
 
 def normalize_identifier(text: str, phone_region: str | None = None) -> Identifier:
     """Read `type:value` from the API and normalise it as ingestion does."""
+    if "\x00" in text:
+        raise InvalidInput("identifier contains a NUL character")
     try:
         identifier = Identifier.parse(text)
     except ValueError as error:
