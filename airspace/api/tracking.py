@@ -24,10 +24,13 @@ from airspace.bootstrap import Services
 from airspace.domain.errors import InvalidInput, LimitExceeded, MalformedJson, RateLimited
 from airspace.domain.events import (
     MAX_BATCH_EVENTS,
+    MAX_NESTING,
     MAX_REQUEST_BYTES,
     Event,
+    check_storable,
     parse_message,
     parse_time,
+    pruned,
 )
 from airspace.domain.ratelimit import TokenBucket
 from airspace.store.inbox import Refused, accept
@@ -36,8 +39,6 @@ from airspace.store.keys import ApiKey
 # Decompressed output is measured up to this size to report by how much a body is over.
 _MEASURE_BYTES = 4 * MAX_REQUEST_BYTES
 _GZIP_MAGIC = b"\x1f\x8b"
-# Deeper items are refused: the parser accepts 1,024 levels, the encoder breaks on far fewer.
-MAX_NESTING = 64
 
 SHORT_PATHS = {
     "track": "t",
@@ -241,11 +242,11 @@ def _validate(
             # Checked before anything encodes it: orjson 3.11's dumps overflows its heap buffer
             # on some items nested 130+ levels deep (below its own limit of 254), which
             # aborted the server under fuzzing.
-            _check_storable(item)
+            check_storable(item)
             encoded_size = len(orjson.dumps(item))
             message = _with_shared_context(item, shared_context)
             if message is not item:
-                _check_storable(message)
+                check_storable(message)
             events.append(
                 parse_message(
                     message,
@@ -272,64 +273,9 @@ def _with_shared_context(item: Any, shared_context: Any) -> Any:
     return {**item, "context": {**shared_context, **(own or {})}}
 
 
-def _check_storable(item: Any) -> None:
-    """Refuse what cannot be encoded safely or stored alike on SQLite and PostgreSQL:
-    nesting deeper than `MAX_NESTING`, NUL characters in strings or keys."""
-    # Each entry is (value, key, parent entry, depth); paths are spelled out only for an error.
-    stack: list[_Node] = [(item, None, None, 1)]
-    while stack:
-        node = stack.pop()
-        value, _, _, depth = node
-        if isinstance(value, str):
-            if "\x00" in value:
-                raise InvalidInput(
-                    f"{_path(node) or 'the event'} contains the NUL character (\\u0000), "
-                    "which cannot be stored"
-                )
-        elif isinstance(value, dict | list):
-            if depth > MAX_NESTING:
-                raise InvalidInput(
-                    f"{_path(node) or 'the event'} is nested more than {MAX_NESTING} objects "
-                    f"or arrays deep (the limit is {MAX_NESTING})"
-                )
-            children = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, child in children:
-                if isinstance(key, str) and "\x00" in key:
-                    raise InvalidInput(
-                        f"a key of {_path(node) or 'the event'} contains the NUL character "
-                        "(\\u0000), which cannot be stored"
-                    )
-                stack.append((child, key, node, depth + 1))
-
-
-_Node = tuple[Any, str | int | None, Any, int]
-
-
-def _path(node: _Node) -> str:
-    """Where a value sits in an event, e.g. `properties.items[2].name` (shortened if long)."""
-    parts: list[str] = []
-    current: _Node | None = node
-    while current is not None and current[1] is not None:
-        key = current[1]
-        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
-        current = current[2]
-    path = "".join(reversed(parts)).removeprefix(".")
-    return path if len(path) <= 120 else f"{path[:60]}...{path[-57:]}"
-
-
 def _quarantined(item: Any) -> str:
     """A refused item as JSON for the quarantine; levels deeper than allowed are cut."""
-    return orjson.dumps(_pruned(item, MAX_NESTING)).decode()
-
-
-def _pruned(value: Any, levels: int) -> Any:
-    if not isinstance(value, dict | list):
-        return value
-    if levels == 0:
-        return "(deeper levels not kept)"
-    if isinstance(value, dict):
-        return {k: _pruned(v, levels - 1) for k, v in value.items()}
-    return [_pruned(v, levels - 1) for v in value]
+    return orjson.dumps(pruned(item, MAX_NESTING)).decode()
 
 
 def build_router(services: Services) -> APIRouter:

@@ -26,6 +26,8 @@ MAX_NAME_LENGTH = 200
 MAX_ID_LENGTH = 512
 
 _OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+# Deeper items are refused: the parser accepts 1,024 levels, the encoder breaks on far fewer.
+MAX_NESTING = 64
 
 JUNK_VALUES: frozenset[str] = frozenset(
     {
@@ -313,3 +315,59 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return type(value).__name__
+
+
+def check_storable(item: Any) -> None:
+    """Refuse what cannot be encoded safely or stored alike on SQLite and PostgreSQL:
+    nesting deeper than `MAX_NESTING`, NUL characters in strings or keys."""
+    # Each entry is (value, key, parent entry, depth); paths are spelled out only for an error.
+    stack: list[_Node] = [(item, None, None, 1)]
+    while stack:
+        node = stack.pop()
+        value, _, _, depth = node
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise InvalidInput(
+                    f"{_path(node) or 'the event'} contains the NUL character (\\u0000), "
+                    "which cannot be stored"
+                )
+        elif isinstance(value, dict | list):
+            if depth > MAX_NESTING:
+                raise InvalidInput(
+                    f"{_path(node) or 'the event'} is nested more than {MAX_NESTING} objects "
+                    f"or arrays deep (the limit is {MAX_NESTING})"
+                )
+            children = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in children:
+                if isinstance(key, str) and "\x00" in key:
+                    raise InvalidInput(
+                        f"a key of {_path(node) or 'the event'} contains the NUL character "
+                        "(\\u0000), which cannot be stored"
+                    )
+                stack.append((child, key, node, depth + 1))
+
+
+_Node = tuple[Any, str | int | None, Any, int]
+
+
+def _path(node: _Node) -> str:
+    """Where a value sits in an event, e.g. `properties.items[2].name` (shortened if long)."""
+    parts: list[str] = []
+    current: _Node | None = node
+    while current is not None and current[1] is not None:
+        key = current[1]
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        current = current[2]
+    path = "".join(reversed(parts)).removeprefix(".")
+    return path if len(path) <= 120 else f"{path[:60]}...{path[-57:]}"
+
+
+def pruned(value: Any, levels: int) -> Any:
+    """A copy of `value` with levels deeper than `levels` replaced by a note."""
+    if not isinstance(value, dict | list):
+        return value
+    if levels == 0:
+        return "(deeper levels not kept)"
+    if isinstance(value, dict):
+        return {k: pruned(v, levels - 1) for k, v in value.items()}
+    return [pruned(v, levels - 1) for v in value]
