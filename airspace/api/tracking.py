@@ -27,6 +27,8 @@ from airspace.domain.events import (
     MAX_NESTING,
     MAX_REQUEST_BYTES,
     Event,
+    check_nesting,
+    check_no_nul,
     check_storable,
     parse_message,
     parse_time,
@@ -237,24 +239,25 @@ def _validate(
     events: list[Event] = []
     refused: list[Refused] = []
     problems: list[tuple[int, InvalidInput]] = []
+    request_id = uuid.uuid4().hex
+    if shared_context is not None:
+        check_storable(shared_context)
     for index, item in enumerate(items):
         try:
             # Checked before anything encodes it: orjson 3.11's dumps overflows its heap buffer
             # on some items nested 130+ levels deep (below its own limit of 254), which
             # aborted the server under fuzzing.
-            check_storable(item)
-            encoded_size = len(orjson.dumps(item))
-            message = _with_shared_context(item, shared_context)
-            if message is not item:
-                check_storable(message)
+            check_nesting(item)
+            encoded = orjson.dumps(item)
+            check_no_nul(item, encoded)
             events.append(
                 parse_message(
-                    message,
+                    _with_shared_context(item, shared_context),
                     received_at=now,
-                    new_message_id=f"airspace-{uuid.uuid4()}",
+                    new_message_id=f"airspace-{request_id}-{index}",
                     default_type=default_type,
                     batch_sent_at=batch_sent_at,
-                    encoded_size=encoded_size,
+                    encoded_size=len(encoded),
                 )
             )
         except InvalidInput as error:

@@ -317,6 +317,29 @@ def _json_kind(value: Any) -> str:
     return type(value).__name__
 
 
+def check_nesting(item: Any) -> None:
+    """Refuse nesting deeper than `MAX_NESTING` (checked before anything encodes the item)."""
+    # Only containers are visited, so this costs little; the slow walk below runs only
+    # to name the place of a problem.
+    if type(item) is not dict and type(item) is not list:
+        return
+    stack: list[tuple[Any, int]] = [(item, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            check_storable(item)
+        for child in value.values() if type(value) is dict else value:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
+
+
+def check_no_nul(item: Any, encoded: bytes) -> None:
+    """Refuse NUL characters in strings or keys (PostgreSQL cannot store them)."""
+    if b"\\u0000" in encoded:
+        check_storable(item)
+
+
 def check_storable(item: Any) -> None:
     """Refuse what cannot be encoded safely or stored alike on SQLite and PostgreSQL:
     nesting deeper than `MAX_NESTING`, NUL characters in strings or keys."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, delete, exists, insert, select, text, update
 from airspace.domain.consent import ConsentRecord
 from airspace.domain.identity import Identifier
 from airspace.domain.profiles import Computed, Profile
+from airspace.store.bulk import ROWS_PER_STATEMENT, driver_time, insert_many, placeholders
 from airspace.store.database import Database
 from airspace.store.tables import (
     ErasedIdentifierRow,
@@ -306,44 +307,17 @@ def write_batch(conn: Connection, batch: BatchWrite, now: datetime) -> None:
         _insert_events(conn, batch.events)
 
 
-# The statements below run for every applied event. They go straight to the driver with
-# values serialised once (SQLAlchemy's per-parameter type processing would cost more than
-# the rest of applying an event) and many rows per statement (one round trip per row
-# would leave a PostgreSQL worker waiting on the network most of the time).
-
-_ROWS_PER_STATEMENT = 400
-
-
-def _driver_time(sqlite: bool, moment: datetime) -> Any:
-    """A UTC time as the driver stores it (SQLAlchemy's SQLite text format, or a datetime)."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ") if sqlite else moment
-
-
-def _insert_many(
-    conn: Connection, head: str, marks: list[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """`head VALUES (...), (...), ...` in chunks; `marks` are the placeholders of one row."""
-    one_row = f"({', '.join(marks)})"
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        conn.exec_driver_sql(
-            f"{head} VALUES {', '.join([one_row] * len(chunk))}",
-            tuple(value for row in chunk for value in row),
-        )
-
-
-def _marks(sqlite: bool, plain: int, json: int) -> list[str]:
-    mark = "?" if sqlite else "%s"
-    return [mark] * plain + [mark if sqlite else f"CAST({mark} AS jsonb)"] * json
+# The statements below run for every applied event: see `bulk.py` for why they go
+# straight to the driver.
 
 
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     sqlite = conn.dialect.name == "sqlite"
-    _insert_many(
+    insert_many(
         conn,
         "INSERT INTO events (profile_id, write_key_id, message_id, type, name, timestamp, "
         "received_at, payload)",
-        _marks(sqlite, 7, 1),
+        placeholders(sqlite, 7, 1),
         [
             (
                 r["profile_id"],
@@ -351,8 +325,8 @@ def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
                 r["message_id"],
                 r["type"],
                 r["name"],
-                _driver_time(sqlite, r["timestamp"]),
-                _driver_time(sqlite, r["received_at"]),
+                driver_time(sqlite, r["timestamp"]),
+                driver_time(sqlite, r["received_at"]),
                 r["payload"],
             )
             for r in rows
@@ -364,7 +338,7 @@ def _write_profiles(
     conn: Connection, profiles: list[Profile], now: datetime, *, insert_new: bool
 ) -> None:
     sqlite = conn.dialect.name == "sqlite"
-    stamp = _driver_time(sqlite, now)
+    stamp = driver_time(sqlite, now)
     values = [
         (
             p.profile_id,
@@ -378,12 +352,12 @@ def _write_profiles(
     ]
     columns = "id, updated_at, traits, trait_times, computed, consent"
     if insert_new:
-        _insert_many(
+        insert_many(
             conn,
             f"INSERT INTO profiles ({columns}, created_at)",
-            _marks(sqlite, 2, 4) + _marks(sqlite, 1, 0),
+            placeholders(sqlite, 2, 4) + placeholders(sqlite, 1, 0),
             [
-                (*row, _driver_time(sqlite, p.created_at))
+                (*row, driver_time(sqlite, p.created_at))
                 for row, p in zip(values, profiles, strict=True)
             ],
         )
@@ -397,8 +371,8 @@ def _write_profiles(
         one_row = (
             "(%s, %s, CAST(%s AS jsonb), CAST(%s AS jsonb), CAST(%s AS jsonb), CAST(%s AS jsonb))"
         )
-        for start in range(0, len(values), _ROWS_PER_STATEMENT):
-            chunk = values[start : start + _ROWS_PER_STATEMENT]
+        for start in range(0, len(values), ROWS_PER_STATEMENT):
+            chunk = values[start : start + ROWS_PER_STATEMENT]
             conn.exec_driver_sql(
                 "UPDATE profiles AS p SET updated_at = v.updated_at, traits = v.traits, "
                 "trait_times = v.trait_times, computed = v.computed, consent = v.consent "

@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 
 import orjson
 from sqlalchemy import Connection, delete, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from airspace.domain.events import Event
+from airspace.store.bulk import driver_time, insert_many, placeholders
 from airspace.store.database import Database
 from airspace.store.tables import (
     INBOX_PARTITIONS,
@@ -50,20 +49,19 @@ def partition_of(routing_key: str) -> int:
 
 
 def _new_message_ids(
-    conn: Connection, db: Database, write_key_id: int, message_ids: list[str], now: datetime
+    conn: Connection, write_key_id: int, message_ids: list[str], now: datetime
 ) -> set[str]:
-    """Record the messageIds; return those not seen before (a race-free insert)."""
-    if not message_ids:
-        return set()
-    dialect_insert = pg_insert if db.is_postgres else sqlite_insert
-    # One cached statement; SQLAlchemy batches the rows into multi-row VALUES (insertmanyvalues).
-    statement = (
-        dialect_insert(core(MessageIdRow))
-        .on_conflict_do_nothing()
-        .returning(MessageIdRow.message_id)
+    """Record the messageIds; return those not seen before (race-free across processes)."""
+    sqlite = conn.dialect.name == "sqlite"
+    seen_at = driver_time(sqlite, now)
+    rows = insert_many(
+        conn,
+        "INSERT INTO message_ids (write_key_id, message_id, seen_at)",
+        placeholders(sqlite, 3, 0),
+        [(write_key_id, m, seen_at) for m in message_ids],
+        "ON CONFLICT DO NOTHING RETURNING message_id",
     )
-    rows = [{"write_key_id": write_key_id, "message_id": m, "seen_at": now} for m in message_ids]
-    return set(conn.execute(statement, rows).scalars())
+    return {row[0] for row in rows}
 
 
 def quarantine(
@@ -98,20 +96,25 @@ def accept(
     for event in events:
         unique.setdefault(event.message_id, event)
     with db.write() as conn:
-        fresh = _new_message_ids(conn, db, write_key_id, list(unique), now)
+        sqlite = conn.dialect.name == "sqlite"
+        fresh = _new_message_ids(conn, write_key_id, list(unique), now)
         rows = [
-            {
-                "partition": partition_of(event.routing_key),
-                "write_key_id": write_key_id,
-                "message_id": event.message_id,
-                "payload": orjson.dumps(event.to_stored()).decode(),
-                "received_at": event.received_at,
-            }
+            (
+                partition_of(event.routing_key),
+                write_key_id,
+                message_id,
+                orjson.dumps(event.to_stored()).decode(),
+                driver_time(sqlite, event.received_at),
+            )
             for message_id, event in unique.items()
             if message_id in fresh
         ]
-        if rows:
-            conn.execute(insert(core(InboxRow)), rows)
+        insert_many(
+            conn,
+            "INSERT INTO inbox (partition, write_key_id, message_id, payload, received_at)",
+            placeholders(sqlite, 5, 0),
+            rows,
+        )
         quarantine(conn, write_key_id, "ingest", refused, now)
     return Accepted(len(rows), len(events) - len(rows), len(refused))
 

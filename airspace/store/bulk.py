@@ -1,0 +1,48 @@
+"""Bulk statements for the hot paths (accepting and applying events).
+
+They go straight to the driver with values serialised once: SQLAlchemy's
+per-parameter type processing would cost more than the rest of accepting or
+applying an event. Many rows share one statement: one round trip per row would
+leave a PostgreSQL client waiting on the network most of the time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+ROWS_PER_STATEMENT = 400
+
+
+def driver_time(sqlite: bool, moment: datetime) -> Any:
+    """A UTC time as the driver stores it (SQLAlchemy's SQLite text format, or a datetime)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ") if sqlite else moment
+
+
+def placeholders(sqlite: bool, plain: int, json: int) -> list[str]:
+    """Placeholders of one row: `plain` ordinary values, then `json` JSON documents."""
+    mark = "?" if sqlite else "%s"
+    return [mark] * plain + [mark if sqlite else f"CAST({mark} AS jsonb)"] * json
+
+
+def insert_many(
+    conn: Connection,
+    head: str,
+    marks: list[str],
+    rows: list[tuple[Any, ...]],
+    tail: str = "",
+) -> list[Any]:
+    """`head VALUES (...), (...), ... tail` in chunks; return the rows a RETURNING tail gives."""
+    one_row = f"({', '.join(marks)})"
+    returned: list[Any] = []
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        result = conn.exec_driver_sql(
+            f"{head} VALUES {', '.join([one_row] * len(chunk))} {tail}",
+            tuple(value for row in chunk for value in row),
+        )
+        if tail:
+            returned.extend(result.all())
+    return returned
