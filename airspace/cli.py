@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -67,6 +68,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
     workers: Annotated[int, typer.Option(help="Worker threads in this process (0: none)")] = 1,
+    http_processes: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes answering HTTP (one per core)")
+    ] = 1,
     database_url: DatabaseOption = None,
 ) -> None:
     """Run the HTTP API and a worker in one process (migrates first)."""
@@ -85,9 +89,13 @@ def serve(
         f"Airspace {__version__} listening on {listen} (docs at {listen}/docs), "
         f"database {services.db.engine.url!r}, {workers} worker(s); Ctrl-C to stop"
     )
+    if database_url:
+        os.environ["AIRSPACE_DATABASE_URL"] = database_url  # for the HTTP processes
     try:
         uvicorn.run(
-            create_app(services),
+            create_app(services) if http_processes == 1 else "airspace.api.app:app_from_env",
+            factory=http_processes > 1,
+            workers=http_processes if http_processes > 1 else None,
             host=host or settings.host,
             port=port or settings.port,
             log_level="warning",

@@ -42,3 +42,10 @@ def create_app(services: Services) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """An app configured from the environment: what each `serve --http-processes` process runs."""
+    from airspace.bootstrap import build_services
+
+    return create_app(build_services())

@@ -23,7 +23,9 @@ from airspace.store.tables import EventRow, InboxRow
 from tests.conftest import free_port
 
 
-def start_server(url: str, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    url: str, port: int, workers: int, log: Path, http_processes: int = 1
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "AIRSPACE_DATABASE_URL": url, "AIRSPACE_SECRET": "durability"}
     with log.open("ab") as output:
         process = subprocess.Popen(
@@ -111,4 +113,31 @@ def test_acknowledged_events_survive_sigkill(tmp_path: Path) -> None:
         applied = list(conn.execute(select(EventRow.message_id)).scalars())
     assert len(applied) == len(set(applied)) == len(queued)
     assert set(acknowledged) <= set(applied)
+    db.dispose()
+
+
+@pytest.mark.slow
+def test_several_http_processes_share_one_port_and_one_worker(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    db = Database(url)
+    migrate(db)
+    _, write_key = create_key(db, "write", "many", SystemClock().now())
+    port = free_port()
+    server = start_server(url, port, workers=1, log=tmp_path / "server.log", http_processes=2)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(write_key, "")) as client:
+            for n in range(40):
+                body = {"batch": [{"type": "track", "userId": f"u{n}", "event": "E"}]}
+                assert client.post("/v1/batch", json=body, timeout=10).status_code == 200
+        deadline = time.monotonic() + 60
+        while True:
+            with db.read() as conn:
+                applied = len(conn.execute(select(EventRow.id)).all())
+            if applied == 40:
+                break
+            assert time.monotonic() < deadline, f"only {applied} of 40 events applied"
+            time.sleep(0.05)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     db.dispose()
