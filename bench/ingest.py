@@ -422,9 +422,14 @@ class CpuMeter:
         )
 
 
+SYNCHRONOUS = os.environ.get("AIRSPACE_SQLITE_SYNCHRONOUS", "NORMAL")
+
+
 def _env(database_url: str, workdir: Path) -> dict[str, str]:
+    """The servers' and workers' environment: this one without other AIRSPACE_ settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRSPACE_")}
     env.update(
+        AIRSPACE_SQLITE_SYNCHRONOUS=SYNCHRONOUS,
         AIRSPACE_DATABASE_URL=database_url,
         # The per-key rate limit (default 5,000 events/s) would cap a single-key benchmark.
         AIRSPACE_RATE_LIMIT_PER_SECOND="1e9",
@@ -489,8 +494,7 @@ def fresh_database(kind: str, postgres_url: str | None, workdir: Path, tag: str)
 def durability(url: str) -> str:
     """What a 2xx survives on this database, as configured."""
     if url.startswith("sqlite"):
-        synchronous = os.environ.get("AIRSPACE_SQLITE_SYNCHRONOUS", "NORMAL")
-        return f"WAL, synchronous={synchronous}"
+        return f"WAL, synchronous={SYNCHRONOUS}"
     engine = create_engine(url)
     with engine.connect() as conn:
         fsync = conn.execute(text("SHOW fsync")).scalar()
@@ -502,7 +506,7 @@ def durability(url: str) -> str:
 
 def raw_insert(url: str, rows: list[dict[str, Any]], batch: int, with_ids: bool) -> float:
     """Insert `rows` into the inbox (and, `with_ids`, message_ids) per `batch`; events/s."""
-    db = Database(url)
+    db = Database(url, sqlite_synchronous=SYNCHRONOUS)
     migrate(db)
     id_rows = [
         {
@@ -530,7 +534,7 @@ def raw_insert(url: str, rows: list[dict[str, Any]], batch: int, with_ids: bool)
 
 def raw_insert_dbapi(url: str, rows: list[dict[str, Any]], batch: int) -> float:
     """The same inbox rows through the driver alone (sqlite3 / psycopg executemany); events/s."""
-    db = Database(url)
+    db = Database(url, sqlite_synchronous=SYNCHRONOUS)
     migrate(db)
     columns = ("partition", "write_key_id", "message_id", "payload", "received_at")
     mark = "?" if db.is_sqlite else "%s"
