@@ -8,8 +8,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from airspace.domain import consent as consent_rules
 from airspace.domain.consent import ConsentRecord, Topic
@@ -23,10 +21,10 @@ from airspace.domain.identity import (
     normalize_phone,
 )
 from airspace.store import identity as repo
+from airspace.store.bulk import driver_time, insert_many, placeholders
 from airspace.store.database import Database
 from airspace.store.identity import computed_to_json, consent_to_json
 from airspace.store.tables import (
-    ErasedIdentifierRow,
     EventRow,
     IdentifierRow,
     InboxRow,
@@ -289,14 +287,14 @@ def erase_person(
             raise NotFound(f"no profile {profile_id!r}")
         owned = _lock_person(conn, db, live_id)
         profile = repo.load_profiles(conn, db, [live_id])[live_id]
-        hashes = sorted({erasure_hash(i, secret) for i in owned})
-        if hashes:
-            dialect_insert = pg_insert if db.is_postgres else sqlite_insert
-            conn.execute(
-                dialect_insert(core(ErasedIdentifierRow))
-                .values([{"hash": h, "erased_at": now} for h in hashes])
-                .on_conflict_do_nothing()
-            )
+        sqlite = conn.dialect.name == "sqlite"
+        insert_many(
+            conn,
+            "INSERT INTO erased_identifiers (hash, erased_at)",
+            placeholders(sqlite, 2, 0),
+            [(erasure_hash(i, secret), driver_time(sqlite, now)) for i in sorted(owned)],
+            "ON CONFLICT DO NOTHING",
+        )
         old_ids = list(
             conn.execute(
                 select(ProfileAliasRow.old_id).where(ProfileAliasRow.profile_id == live_id)

@@ -43,6 +43,6 @@ def insert_many(
             f"{head} VALUES {', '.join([one_row] * len(chunk))} {tail}",
             tuple(value for row in chunk for value in row),
         )
-        if tail:
+        if "RETURNING" in tail:
             returned.extend(result.all())
     return returned
