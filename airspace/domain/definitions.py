@@ -1,0 +1,496 @@
+"""The workspace as code: segments, journeys, topics, stores, regions and settings.
+
+`load_documents` turns YAML files (path → text) into a `Workspace`, reporting
+every problem at once with its file and path (`journeys/cart.yaml:
+steps[2].wait: ...`), cross-checking references, and warning about segments
+nothing uses. `diff` compares two workspaces for `airspace apply`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from typing import Any, Literal
+
+import orjson
+import yaml
+
+from airspace.domain import timing
+from airspace.domain.consent import CHANNELS, Topic
+from airspace.domain.journey_parser import parse_journey, parse_share
+from airspace.domain.journeys import Journey
+from airspace.domain.problems import Problem, Problems, join, kind_of
+from airspace.domain.segments import Segment, SegmentCondition, leaves, parse_segment
+
+Kind = Literal["segment", "journey", "topic", "store", "region", "settings"]
+KINDS: tuple[Kind, ...] = ("segment", "journey", "topic", "store", "region", "settings")
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """At most `max` messages in the scope per rolling window."""
+
+    scope: str  # marketing | channel:sms | topic:promotions | journey:abandoned-cart
+    max: int
+    per: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """What a channel costs per message and whether consent is assumed until said."""
+
+    cost: float = 0.0
+    consent_default: Literal["opted_in", "opted_out"] = "opted_in"
+
+
+def _default_channels() -> dict[str, ChannelSettings]:
+    return {
+        "email": ChannelSettings(0.001),
+        "sms": ChannelSettings(0.03, "opted_out"),
+        "push": ChannelSettings(0.0005),
+        "webhook": ChannelSettings(0.0),
+        "onsite": ChannelSettings(0.0),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceSettings:
+    """Workspace-wide settings (`settings.yaml`)."""
+
+    timezone: str = "UTC"
+    decision_window: timedelta = timedelta(minutes=5)
+    caps: tuple[Cap, ...] = (Cap("marketing", 3, timedelta(days=7)),)
+    quiet_hours: tuple[time, time] | None = None
+    global_control: float = 0.05
+    message_holdout: float = 0.05
+    channels: Mapping[str, ChannelSettings] = field(default_factory=_default_channels)
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """A physical store: where it is, its geofence, region and time zone."""
+
+    id: str
+    name: str
+    latitude: float
+    longitude: float
+    radius_m: float = 100.0
+    region: str | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A group of stores with a time zone."""
+
+    id: str
+    name: str
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One definition as written: its kind, id and YAML content (for storage and diffs)."""
+
+    kind: Kind
+    id: str
+    body: Mapping[str, Any]
+    source: str = ""
+
+    @property
+    def canonical(self) -> str:
+        return orjson.dumps(self.body, option=orjson.OPT_SORT_KEYS, default=str).decode()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Everything defined, parsed and checked."""
+
+    segments: Mapping[str, Segment] = field(default_factory=dict)
+    journeys: Mapping[str, Journey] = field(default_factory=dict)
+    topics: Mapping[str, Topic] = field(default_factory=dict)
+    stores: Mapping[str, Store] = field(default_factory=dict)
+    regions: Mapping[str, Region] = field(default_factory=dict)
+    settings: WorkspaceSettings = field(default_factory=WorkspaceSettings)
+    documents: tuple[Document, ...] = ()
+    paused: frozenset[str] = frozenset()
+
+    def segment_order(self) -> list[str]:
+        """Segments ordered so that a segment comes after those it refers to."""
+        done: list[str] = []
+        seen: set[str] = set()
+
+        def visit(sid: str) -> None:
+            if sid in seen or sid not in self.segments:
+                return
+            seen.add(sid)
+            for dep in sorted(self.segments[sid].dependencies.segments):
+                visit(dep)
+            done.append(sid)
+
+        for sid in sorted(self.segments):
+            visit(sid)
+        return done
+
+
+# --- reading documents -------------------------------------------------------------------
+
+
+def read_yaml(source: str, text: str, problems: Problems) -> list[Any]:
+    """The YAML documents of one file (several may be separated by `---`)."""
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        problems.error(source, f"not valid YAML{where}: {problem}")
+        return []
+
+
+def kind_of_document(body: Any, source: str) -> Kind | None:
+    """Which kind of definition a document is, by its first key."""
+    if not isinstance(body, dict):
+        return None
+    for kind in ("segment", "journey", "topic", "store", "region"):
+        if kind in body:
+            return kind
+    if source.rsplit("/", 1)[-1] in ("settings.yaml", "settings.yml") or "settings" in body:
+        return "settings"
+    return None
+
+
+def documents_from_files(files: Mapping[str, str], problems: Problems) -> list[Document]:
+    """Every document of every file, each with its kind and id."""
+    found: list[Document] = []
+    for source in sorted(files):
+        for number, body in enumerate(read_yaml(source, files[source], problems)):
+            label = source if number == 0 else f"{source}#{number + 1}"
+            kind = kind_of_document(body, source)
+            if kind is None:
+                problems.error(
+                    label,
+                    f"expected a mapping starting with segment, journey, topic, store or region "
+                    f"(or a settings.yaml); got {kind_of(body)}",
+                )
+                continue
+            doc_id = "settings" if kind == "settings" else body.get(kind)
+            if not isinstance(doc_id, str) or not _valid_id(doc_id):
+                problems.error(
+                    f"{label}: {kind}",
+                    "expected an id of letters, digits, '-', '_' or '.' (at most 100)",
+                )
+                continue
+            found.append(Document(kind, doc_id, body, label))
+    return found
+
+
+def _valid_id(value: str) -> bool:
+    return 0 < len(value) <= 100 and all(c.isalnum() or c in "-_." for c in value)
+
+
+def load_documents(
+    documents: list[Document], *, paused: frozenset[str] = frozenset()
+) -> tuple[Workspace, list[Problem]]:
+    """Parse and cross-check documents; the workspace is usable only without errors."""
+    problems = Problems()
+    seen: dict[tuple[str, str], str] = {}
+    parsed: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+    for doc in documents:
+        if (doc.kind, doc.id) in seen:
+            problems.error(
+                doc.source, f"{doc.kind} {doc.id!r} is also defined in {seen[doc.kind, doc.id]}"
+            )
+            continue
+        seen[doc.kind, doc.id] = doc.source
+        local = Problems()
+        value = _PARSERS[doc.kind](doc.body, local)
+        for item in local.items:
+            problems.items.append(Problem(f"{doc.source}: {item.path}", item.message, item.level))
+        if value is not None:
+            parsed[doc.kind][doc.id] = value
+    settings = parsed["settings"].get("settings", WorkspaceSettings())
+    workspace = Workspace(
+        segments=parsed["segment"],
+        journeys=parsed["journey"],
+        topics=parsed["topic"],
+        stores=parsed["store"],
+        regions=parsed["region"],
+        settings=settings,
+        documents=tuple(documents),
+        paused=paused,
+    )
+    by_ref: dict[tuple[str, str], str] = {(d.kind, d.id): d.source for d in documents}
+    for problem in cross_check(workspace):
+        kind, _, rest = problem.path.partition(":")
+        ref, _, inner = rest.partition(":")
+        source = by_ref.get((kind, ref), f"{kind} {ref}")
+        problems.items.append(Problem(f"{source}: {inner}", problem.message, problem.level))
+    return workspace, problems.items
+
+
+def cross_check(workspace: Workspace) -> Iterator[Problem]:
+    """References between definitions (paths are `kind:id:inner path`)."""
+    used: set[str] = set()
+    for sid, segment in workspace.segments.items():
+        for ref in segment.dependencies.segments:
+            used.add(ref)
+            if ref not in workspace.segments:
+                yield Problem(f"segment:{sid}:", f"refers to unknown segment {ref!r}")
+    cycle = _segment_cycle(workspace)
+    if cycle:
+        loop = " → ".join(cycle)
+        yield Problem(f"segment:{cycle[0]}:", f"segments refer to each other in a loop: {loop}")
+    for journey in workspace.journeys.values():
+        yield from _check_journey(workspace, journey, used)
+    for store in workspace.stores.values():
+        if store.region and store.region not in workspace.regions:
+            yield Problem(f"store:{store.id}:region", f"unknown region {store.region!r}")
+    for sid in workspace.segments:
+        if sid not in used:
+            yield Problem(
+                f"segment:{sid}:",
+                "no journey, content item or other segment uses this segment",
+                "warning",
+            )
+
+
+def _check_journey(workspace: Workspace, journey: Journey, used: set[str]) -> Iterator[Problem]:
+    jid = journey.id
+    for path, ref in _journey_segments(journey):
+        used.add(ref)
+        if ref not in workspace.segments:
+            yield Problem(f"journey:{jid}:{path}", f"unknown segment {ref!r}")
+    topics = {journey.topic} | {s.message.topic for s in journey.steps if s.message}
+    for topic in sorted(t for t in topics if t is not None):
+        if workspace.topics and topic not in workspace.topics:
+            yield Problem(f"journey:{jid}:topic", f"unknown topic {topic!r}; define it in topics")
+    for i, step in enumerate(journey.steps):
+        if step.kind == "start_journey" and step.journey not in workspace.journeys:
+            yield Problem(
+                f"journey:{jid}:steps[{i}].start_journey", f"unknown journey {step.journey!r}"
+            )
+
+
+def _journey_segments(journey: Journey) -> Iterator[tuple[str, str]]:
+    if journey.entry.segment:
+        yield "entry.segment", journey.entry.segment
+    for i, rule in enumerate(journey.exit_when):
+        if rule.segment:
+            yield f"exit_when[{i}].segment", rule.segment
+    for i, step in enumerate(journey.steps):
+        for condition, _ in step.branches:
+            for leaf in leaves(condition):
+                if isinstance(leaf, SegmentCondition):
+                    yield f"steps[{i}].branch", leaf.segment
+
+
+def _segment_cycle(workspace: Workspace) -> list[str]:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(sid: str) -> list[str]:
+        state[sid] = 1
+        stack.append(sid)
+        for dep in sorted(workspace.segments[sid].dependencies.segments):
+            if dep not in workspace.segments:
+                continue
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[sid] = 2
+        return []
+
+    for sid in sorted(workspace.segments):
+        if sid not in state:
+            found = visit(sid)
+            if found:
+                return found
+    return []
+
+
+# --- parsers of the small kinds ----------------------------------------------------------
+
+
+def _parse_topic(body: dict[str, Any], problems: Problems) -> Topic | None:
+    problems.mapping("", body, {"topic", "kind", "description", "name"})
+    kind = body.get("kind", "opt_out")
+    if kind not in ("opt_in", "opt_out"):
+        problems.error("kind", "expected opt_in or opt_out")
+        kind = "opt_out"
+    return Topic(body["topic"], kind, str(body.get("description", "")))
+
+
+def _number(
+    body: Mapping[str, Any], key: str, problems: Problems, low: float, high: float
+) -> float:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        problems.error(key, f"expected a number from {low} to {high}, got {kind_of(value)}")
+        return 0.0
+    return float(value)
+
+
+def _timezone(body: Mapping[str, Any], key: str, problems: Problems) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or timing.zone(value, "").key != value:
+        problems.error(
+            key, f"unknown time zone {value!r}; expected an IANA name such as Europe/Paris"
+        )
+        return None
+    return value
+
+
+def _parse_store(body: dict[str, Any], problems: Problems) -> Store:
+    problems.mapping(
+        "", body, {"store", "name", "latitude", "longitude", "radius_m", "region", "timezone"}
+    )
+    return Store(
+        id=body["store"],
+        name=str(body.get("name") or body["store"]),
+        latitude=_number(body, "latitude", problems, -90, 90),
+        longitude=_number(body, "longitude", problems, -180, 180),
+        radius_m=_number(body, "radius_m", problems, 1, 100_000) if "radius_m" in body else 100.0,
+        region=body.get("region") if isinstance(body.get("region"), str) else None,
+        timezone=_timezone(body, "timezone", problems),
+    )
+
+
+def _parse_region(body: dict[str, Any], problems: Problems) -> Region:
+    problems.mapping("", body, {"region", "name", "timezone"})
+    return Region(
+        body["region"],
+        str(body.get("name") or body["region"]),
+        _timezone(body, "timezone", problems),
+    )
+
+
+def _parse_cap(raw: Any, path: str, problems: Problems) -> Cap | None:
+    spec = problems.mapping(path, raw, {"scope", "max", "per"})
+    scope = spec.get("scope", "marketing")
+    kinds = ("channel:", "topic:", "journey:")
+    if not isinstance(scope, str) or not (scope == "marketing" or scope.startswith(kinds)):
+        problems.error(
+            join(path, "scope"), "expected marketing, channel:NAME, topic:NAME or journey:ID"
+        )
+        return None
+    if scope.startswith("channel:") and scope[8:] not in CHANNELS:
+        problems.error(join(path, "scope"), f"unknown channel {scope[8:]!r}")
+    most = spec.get("max")
+    if isinstance(most, bool) or not isinstance(most, int) or most < 0:
+        problems.error(join(path, "max"), "expected a whole number")
+        return None
+    per = problems.convert(join(path, "per"), spec.get("per"), timing.parse_duration)
+    return Cap(scope, most, per) if per else None
+
+
+def _parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSettings:
+    body = body.get("settings", body) if isinstance(body.get("settings"), dict) else body
+    problems.mapping("", body, {"timezone", "controller", "channels"})
+    timezone = _timezone(body, "timezone", problems) or "UTC"
+    controller = problems.mapping(
+        "controller",
+        body.get("controller", {}),
+        {
+            "decision_window",
+            "caps",
+            "quiet_hours",
+            "global_control",
+            "message_holdout",
+        },
+    )
+    defaults = WorkspaceSettings()
+    window = problems.convert(
+        "controller.decision_window", controller.get("decision_window", "5m"), timing.parse_duration
+    )
+    caps_raw = controller.get("caps")
+    caps = defaults.caps
+    if caps_raw is not None:
+        if not isinstance(caps_raw, list):
+            problems.error("controller.caps", "expected a list of {scope, max, per}")
+        else:
+            parsed_caps = [
+                _parse_cap(raw, f"controller.caps[{i}]", problems) for i, raw in enumerate(caps_raw)
+            ]
+            caps = tuple(c for c in parsed_caps if c is not None)
+    quiet = None
+    if "quiet_hours" in controller:
+        spec = problems.mapping("controller.quiet_hours", controller["quiet_hours"], {"from", "to"})
+        start = problems.convert(
+            "controller.quiet_hours.from", spec.get("from"), timing.parse_time_of_day
+        )
+        end = problems.convert(
+            "controller.quiet_hours.to", spec.get("to"), timing.parse_time_of_day
+        )
+        quiet = (start, end) if start and end else None
+    shares = {
+        key: problems.convert(f"controller.{key}", controller.get(key, default), parse_share)
+        for key, default in (("global_control", "5%"), ("message_holdout", "5%"))
+    }
+    channels = dict(defaults.channels)
+    for name, spec in problems.mapping("channels", body.get("channels", {}), set(CHANNELS)).items():
+        spec = problems.mapping(f"channels.{name}", spec, {"cost", "consent_default"})
+        cost = _number(spec, "cost", problems, 0, 1000) if "cost" in spec else channels[name].cost
+        default = spec.get("consent_default", channels[name].consent_default)
+        if default not in ("opted_in", "opted_out"):
+            problems.error(f"channels.{name}.consent_default", "expected opted_in or opted_out")
+            default = channels[name].consent_default
+        channels[name] = ChannelSettings(cost, default)
+    return WorkspaceSettings(
+        timezone=timezone,
+        decision_window=window if window is not None else defaults.decision_window,
+        caps=caps,
+        quiet_hours=quiet,
+        global_control=shares["global_control"] if shares["global_control"] is not None else 0.05,
+        message_holdout=shares["message_holdout"]
+        if shares["message_holdout"] is not None
+        else 0.05,
+        channels=channels,
+    )
+
+
+_PARSERS: dict[str, Any] = {
+    "segment": parse_segment,
+    "journey": parse_journey,
+    "topic": _parse_topic,
+    "store": _parse_store,
+    "region": _parse_region,
+    "settings": _parse_settings,
+}
+
+
+# --- diff ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One line of `airspace apply`'s plan."""
+
+    action: Literal["create", "update", "unchanged", "absent"]
+    kind: Kind
+    id: str
+
+    def __str__(self) -> str:
+        marks = {"create": "+", "update": "~", "unchanged": "=", "absent": "?"}
+        return f"{marks[self.action]} {self.kind} {self.id}"
+
+
+def diff(current: list[Document], wanted: list[Document]) -> list[Change]:
+    """What applying `wanted` over `current` creates, updates, keeps, and does not mention."""
+    have = {(d.kind, d.id): d.canonical for d in current}
+    changes: list[Change] = []
+    for doc in wanted:
+        before = have.pop((doc.kind, doc.id), None)
+        action: Literal["create", "update", "unchanged"] = (
+            "create" if before is None else "unchanged" if before == doc.canonical else "update"
+        )
+        changes.append(Change(action, doc.kind, doc.id))
+    changes.extend(Change("absent", kind, doc_id) for kind, doc_id in sorted(have))
+    return changes

@@ -1,0 +1,96 @@
+"""Every problem of a definition at once, each with its path (`steps[2].wait: ...`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from airspace.domain.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One error (the definition cannot be used) or warning (it can, but look)."""
+
+    path: str
+    message: str
+    level: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def join(path: str, part: str | int) -> str:
+    """`steps` + 2 → `steps[2]`; `entry` + `event` → `entry.event`."""
+    if isinstance(part, int):
+        return f"{path}[{part}]"
+    return f"{path}.{part}" if path else part
+
+
+@dataclass
+class Problems:
+    """A collector that parsers write into instead of stopping at the first mistake."""
+
+    items: list[Problem] = field(default_factory=list)
+
+    def error(self, path: str, message: str) -> None:
+        self.items.append(Problem(path, message))
+
+    def warn(self, path: str, message: str) -> None:
+        self.items.append(Problem(path, message, "warning"))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.items if p.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.items if p.level == "warning"]
+
+    def convert(self, path: str, value: Any, parse: Callable[[Any], T]) -> T | None:
+        """`parse(value)`, or None with the parser's message recorded at `path`."""
+        try:
+            return parse(value)
+        except (ValueError, TypeError) as error:
+            self.error(path, str(error))
+            return None
+
+    def mapping(self, path: str, value: Any, allowed: set[str]) -> dict[str, Any]:
+        """`value` as a mapping with only `allowed` keys (others are reported)."""
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping, got {kind_of(value)}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                self.error(join(path, str(key)), f"unknown field; expected one of {_list(allowed)}")
+        return value
+
+    def raise_errors(self, what: str) -> None:
+        """Raise one `InvalidInput` listing every error, if there is any."""
+        if self.errors:
+            listed = "; ".join(str(p) for p in self.errors)
+            raise InvalidInput(f"{what} has {len(self.errors)} problem(s): {listed}")
+
+
+def kind_of(value: Any) -> str:
+    """A person's word for a YAML value's type."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"text ({value[:40]!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _list(words: set[str]) -> str:
+    return ", ".join(sorted(words))

@@ -1,0 +1,147 @@
+"""Durations, local times and anniversaries: the calendar arithmetic of journeys and segments.
+
+A person's local time uses their time zone (`timezone_of`): the `timezone`
+trait, else the latest `context.timezone` of their events, else the
+workspace default. Local times that fall into a daylight-saving gap move
+forward to the first valid instant; in a repeated hour the first one counts.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from airspace.domain.profiles import Profile
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`30m`, `1h`, `7d`, `2w`, `45s` (or a number of seconds) as a timedelta."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 30m, 1h, 7d; got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value)) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(f"expected a duration such as 30m, 1h, 7d or 2w; got {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0 or seconds > 3650 * 86400:
+        raise ValueError(f"duration must be between 0 and 10 years; got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact spelling of a duration (`7d`, `90m`)."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def parse_time_of_day(value: Any) -> time:
+    """`09:00` or `21:30` as a time."""
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
+        hours, minutes = (int(part) for part in value.strip().split(":"))
+        if hours < 24 and minutes < 60:
+            return time(hours, minutes)
+    raise ValueError(f"expected a time of day such as 09:00; got {value!r}")
+
+
+def zone(name: str | None, default: str) -> ZoneInfo:
+    """The named time zone, or the default when the name is empty or unknown."""
+    for candidate in (name, default):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def timezone_of(profile: Profile, default: str) -> ZoneInfo:
+    """A person's time zone: trait, else their events' context, else the workspace default."""
+    trait = profile.traits.get("timezone")
+    return zone(trait if isinstance(trait, str) else profile.computed.timezone, default)
+
+
+def local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall-clock time; a time skipped by DST moves forward."""
+    naive = datetime.combine(day, at)
+    for fold in (0, 1):
+        candidate = naive.replace(tzinfo=tz, fold=fold)
+        # A skipped time does not survive the round trip through UTC.
+        if candidate.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == naive:
+            return candidate.astimezone(UTC)
+    shifted = naive.replace(tzinfo=tz).astimezone(UTC)
+    return shifted
+
+
+def next_local_time(
+    now: datetime, at: time, tz: ZoneInfo, weekdays: tuple[int, ...] = ()
+) -> datetime:
+    """The first instant after `now` when the local clock shows `at` (on one of `weekdays`)."""
+    today = now.astimezone(tz).date()
+    for offset in range(0, 9):
+        day = today + timedelta(days=offset)
+        if weekdays and day.weekday() not in weekdays:
+            continue
+        candidate = local_instant(day, at, tz)
+        if candidate > now:
+            return candidate
+    raise ValueError("no matching local time within a week")  # unreachable with valid weekdays
+
+
+def as_date(value: Any) -> date | None:
+    """A trait value as a calendar date: ISO date or datetime strings; else None."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def as_instant(value: Any) -> datetime | None:
+    """A trait value as an instant (naive values are UTC); else None."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def anniversary_on_or_after(born: date, day: date) -> date:
+    """The first anniversary of `born` on or after `day` (29 February → 28 February)."""
+    for year in (day.year, day.year + 1):
+        try:
+            candidate = born.replace(year=year)
+        except ValueError:
+            candidate = date(year, 2, 28)
+        if candidate >= day:
+            return candidate
+    raise ValueError("unreachable")
+
+
+def next_anniversary(born: date, now: datetime, at: time, tz: ZoneInfo) -> datetime:
+    """The next instant after `now` at local time `at` on an anniversary of `born`."""
+    day = anniversary_on_or_after(born, now.astimezone(tz).date())
+    moment = local_instant(day, at, tz)
+    if moment <= now:
+        day = anniversary_on_or_after(born, day + timedelta(days=1))
+        moment = local_instant(day, at, tz)
+    return moment
