@@ -22,3 +22,6 @@ REQUESTS_RATE_LIMITED = Counter(
 BATCH_SECONDS = Histogram(
     "airspace_worker_batch_seconds", "Time to apply one inbox batch, commit included"
 )
+TIMERS_FIRED = Counter("airspace_timers_fired_total", "Timers carried out by workers")
+ENROLLMENTS = Counter("airspace_enrollments_total", "People who entered a journey")
+MESSAGES_SENT = Counter("airspace_messages_sent_total", "Messages the controller sent")

@@ -19,8 +19,11 @@ from sqlalchemy import Connection
 from airspace.domain import identity, profiles
 from airspace.domain.events import Event
 from airspace.domain.identity import Identifier, IdentityRules, KnownProfile
+from airspace.domain.journeys import Happening
 from airspace.domain.profiles import Profile
+from airspace.domain.reactor import EventInput, Input
 from airspace.store import identity as repo
+from airspace.store import journeys as journeys_repo
 from airspace.store.database import Database
 from airspace.store.identity import BatchWrite, InboxItem, MergeRecord
 from airspace.store.inbox import Refused, quarantine
@@ -37,12 +40,15 @@ class ApplyContext:
 
 @dataclass
 class BatchResult:
-    """Counts of what one batch did."""
+    """What one batch did: counts, and the people it touched (for journeys)."""
 
     applied: int = 0
     quarantined: int = 0
     dropped_erased: int = 0
     merges: int = 0
+    touched: dict[str, list[Input]] = field(default_factory=dict)
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    merged_into: set[str] = field(default_factory=set)
 
 
 def new_profile_id(now: datetime, sequence: int) -> str:
@@ -125,6 +131,7 @@ def apply_batch(
         for i in owned:
             state.owner[i] = pid
     event_rows: list[dict[str, Any]] = []
+    applied_events: list[Input] = []
     refused: dict[int, list[Refused]] = {}
     for (item, event), ids in zip(events, ids_per_event, strict=True):
         if any(hashes[i] in erased for i in ids):
@@ -141,9 +148,13 @@ def apply_batch(
         state.profiles[profile_id] = profiles.apply_event(state.profiles[profile_id], event)
         state.dirty.add(profile_id)
         event_rows.append(_event_row(item, event, profile_id))
+        applied_events.append(
+            EventInput(Happening(event.name, event.timestamp, item.payload), event.type)
+        )
         result.applied += 1
-    for row in event_rows:
+    for row, stored in zip(event_rows, applied_events, strict=True):
         row["profile_id"] = state.final(row["profile_id"])
+        result.touched.setdefault(row["profile_id"], []).append(stored)
     live = {pid for pid in state.dirty if pid not in state.redirect}
     repo.write_batch(
         conn,
@@ -158,8 +169,13 @@ def apply_batch(
     )
     for write_key_id, items_refused in refused.items():
         quarantine(conn, write_key_id, "apply", items_refused, ctx.now)
+    for merge in state.merges:
+        if merge.existed:
+            journeys_repo.follow_merge(conn, merge.merged_id, state.final(merge.survivor_id))
+        result.merged_into.add(state.final(merge.survivor_id))
     result.quarantined = sum(len(r) for r in refused.values())
     result.merges = len(state.merges)
+    result.profiles = {pid: state.profiles[pid] for pid in result.touched}
     return result
 
 

@@ -17,6 +17,8 @@ from airspace import metrics
 from airspace.domain.clock import Clock
 from airspace.domain.identity import IdentityRules
 from airspace.engine.apply import ApplyContext, BatchResult, apply_batch
+from airspace.engine.journeys import JourneyRuntime, ReactStats, sync_schedules
+from airspace.engine.segments import record_sizes
 from airspace.store import identity as repo
 from airspace.store.database import Database
 from airspace.store.inbox import Refused, prune_message_ids, quarantine
@@ -46,6 +48,18 @@ class Worker:
         self.clock = clock
         self.config = config
         self._last_prune: datetime | None = None
+        self.journeys = JourneyRuntime(db)
+
+    def run_timers(self, limit: int | None = None) -> ReactStats:
+        """Carry out due timers (wake-ups, re-checks, schedules, decisions) in one batch."""
+        with self.db.write() as conn:
+            stats = self.journeys.run_timers(
+                conn, self.clock.now(), limit or self.config.batch_size
+            )
+        metrics.TIMERS_FIRED.inc(stats.timers)
+        metrics.ENROLLMENTS.inc(stats.enrollments)
+        metrics.MESSAGES_SENT.inc(stats.sent)
+        return stats
 
     def run_once(self, limit: int | None = None) -> BatchResult:
         """Claim and apply one batch; return what it did (all zero when idle)."""
@@ -58,8 +72,13 @@ class Worker:
             result = apply_batch(
                 conn, self.db, items, ApplyContext(self.config.rules, self.config.secret, now)
             )
+            stats = self.journeys.react(
+                conn, result.touched, result.profiles, now, fresh=result.merged_into
+            )
             repo.finish_batch(conn, partition, [item.id for item in items], now)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.ENROLLMENTS.inc(stats.enrollments)
+        metrics.MESSAGES_SENT.inc(stats.sent)
         metrics.EVENTS_APPLIED.inc(result.applied)
         metrics.EVENTS_DROPPED_ERASED.inc(result.dropped_erased)
         metrics.PROFILES_MERGED.inc(result.merges)
@@ -68,20 +87,24 @@ class Worker:
         return result
 
     def drain(self) -> int:
-        """Apply until the inbox is empty; return the number of events applied."""
+        """Apply until the inbox is empty and no timer is due; return the events applied."""
         total = 0
         while True:
             result = self.run_once()
             processed = result.applied + result.quarantined + result.dropped_erased
-            if processed == 0:
-                return total
             total += result.applied
+            if processed == 0 and self.run_timers().timers == 0:
+                return total
 
     def maintain(self) -> None:
-        """Housekeeping that runs every few minutes: forget old messageIds."""
+        """Housekeeping that runs every few minutes: forget old messageIds, keep the
+        schedules' timers, record segment sizes."""
         now = self.clock.now()
         if self._last_prune is None or now - self._last_prune >= self.config.prune_every:
             prune_message_ids(self.db, now, self.config.dedupe_retention)
+            with self.db.write() as conn:
+                sync_schedules(conn, self.journeys.workspace(conn), now)
+                record_sizes(conn, now)
             self._last_prune = now
 
     def quarantine_next(self, reason: str) -> None:
@@ -123,6 +146,7 @@ class Worker:
             try:
                 self.maintain()
                 result = self.run_once()
+                timers = self.run_timers()
                 failures = 0
             except Exception as error:
                 failures += 1
@@ -132,5 +156,5 @@ class Worker:
                     failures = 0
                 stop.wait(self.config.idle_seconds * 2 ** min(failures, 6))
                 continue
-            if result.applied + result.quarantined + result.dropped_erased == 0:
+            if result.applied + result.quarantined + result.dropped_erased + timers.timers == 0:
                 stop.wait(self.config.idle_seconds)

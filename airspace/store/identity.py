@@ -307,6 +307,11 @@ def write_batch(conn: Connection, batch: BatchWrite, now: datetime) -> None:
         _insert_events(conn, batch.events)
 
 
+def save_profiles(conn: Connection, profiles: list[Profile], now: datetime) -> None:
+    """Write changed profiles (journeys updating traits)."""
+    _write_profiles(conn, profiles, now, insert_new=False)
+
+
 # The statements below run for every applied event: see `bulk.py` for why they go
 # straight to the driver.
 

@@ -9,7 +9,9 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     SmallInteger,
@@ -176,6 +178,7 @@ class EventRow(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
     __table_args__ = (
         Index("ix_events_profile_id", "profile_id", "id"),
+        Index("ix_events_name_time", "name", "timestamp", "profile_id"),
         {"sqlite_autoincrement": True},
     )
 
@@ -197,6 +200,162 @@ class TopicRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
 
 
+class DefinitionRow(Base):
+    """One version of a definition (segment, journey, topic, store, region, settings)."""
+
+    __tablename__ = "definitions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # active | paused | archived | replaced
+    body: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    source: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcTime())
+    changed_at: Mapped[datetime] = mapped_column(UtcTime())
+    __table_args__ = (
+        Index("ux_definitions_kind_ref_version", "kind", "ref", "version", unique=True),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class SegmentMemberRow(Base):
+    """PERSONAL. Who is in a segment now, since when."""
+
+    __tablename__ = "segment_members"
+    segment_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    entered_at: Mapped[datetime] = mapped_column(UtcTime())
+    __table_args__ = (Index("ix_segment_members_profile", "profile_id"),)
+
+
+class SegmentTransitionRow(Base):
+    """PERSONAL. Every entry into and exit from a segment."""
+
+    __tablename__ = "segment_transitions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    segment_id: Mapped[str] = mapped_column(String(100))
+    profile_id: Mapped[str] = mapped_column(String(32))
+    entered: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(UtcTime())
+    __table_args__ = (
+        Index("ix_segment_transitions_profile", "profile_id", "id"),
+        Index("ix_segment_transitions_segment", "segment_id", "at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class SegmentSizeRow(Base):
+    """A segment's size at a moment (sizes over time)."""
+
+    __tablename__ = "segment_sizes"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    segment_id: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UtcTime())
+    size: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_segment_sizes_segment", "segment_id", "at"),)
+
+
+class EnrollmentRow(Base):
+    """PERSONAL. One person's passage through one journey version."""
+
+    __tablename__ = "enrollments"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    journey_id: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    profile_id: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200), default="")
+    step_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))
+    layer: Mapped[str] = mapped_column(String(16))
+    entered_at: Mapped[datetime] = mapped_column(UtcTime())
+    wake_at: Mapped[datetime | None] = mapped_column(UtcTime(), nullable=True)
+    context: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcTime(), nullable=True)
+    exit_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    converted_at: Mapped[datetime | None] = mapped_column(UtcTime(), nullable=True)
+    conversion_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    __table_args__ = (
+        Index("ix_enrollments_profile", "profile_id"),
+        Index("ix_enrollments_journey", "journey_id", "status"),
+    )
+
+
+class JourneyStatRow(Base):
+    """How many people entered a journey (for entry caps)."""
+
+    __tablename__ = "journey_stats"
+    journey_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    entered: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TimerRow(Base):
+    """PERSONAL. Work due at a time: a wake-up, a re-check, an anniversary, a decision,
+    a schedule. One row per (profile, kind, ref); claimed like the inbox."""
+
+    __tablename__ = "timers"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    due_at: Mapped[datetime] = mapped_column(UtcTime())
+    profile_id: Mapped[str] = mapped_column(String(32))  # "" for journey schedules
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    __table_args__ = (
+        Index("ux_timers_owner", "profile_id", "kind", "ref", unique=True),
+        Index("ix_timers_due", "due_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class CandidateRow(Base):
+    """PERSONAL. A message a journey proposed, and what the controller made of it."""
+
+    __tablename__ = "candidates"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(32))
+    enrollment_id: Mapped[str] = mapped_column(String(32))
+    journey_id: Mapped[str] = mapped_column(String(100))
+    step_id: Mapped[str] = mapped_column(String(100))
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonType)  # channels, content, topic, value, ...
+    layer: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(
+        String(16)
+    )  # pending sent deferred suppressed held_out withdrawn
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    channel: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UtcTime(), nullable=True)
+    __table_args__ = (
+        Index("ix_candidates_profile", "profile_id", "status"),
+        Index("ix_candidates_enrollment", "enrollment_id"),
+    )
+
+
+class MessageRow(Base):
+    """PERSONAL. A message handed to a channel; unique per idempotency key."""
+
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    profile_id: Mapped[str] = mapped_column(String(32))
+    candidate_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    journey_id: Mapped[str] = mapped_column(String(100))
+    step_id: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(512))
+    topic: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    content: Mapped[str] = mapped_column(String(200))
+    body: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    transactional: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))  # captured | pending | delivered | failed
+    sent_at: Mapped[datetime] = mapped_column(UtcTime())
+    __table_args__ = (
+        Index("ix_messages_profile", "profile_id", "sent_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
 PERSONAL_TABLES = (
     InboxRow,
     QuarantineRow,
@@ -205,6 +364,12 @@ PERSONAL_TABLES = (
     ProfileAliasRow,
     MergeRow,
     EventRow,
+    SegmentMemberRow,
+    SegmentTransitionRow,
+    EnrollmentRow,
+    TimerRow,
+    CandidateRow,
+    MessageRow,
 )
 
 

@@ -1,0 +1,387 @@
+"""Segments, journeys and the controller, carried out in the worker's transaction.
+
+`JourneyRuntime.react` runs right after a batch of events is applied, in the
+same transaction: it loads the touched people's memberships, enrollments and
+event facts, calls the pure `domain.reactor.react`, and writes the result
+(with timers for every wait and re-check). `run_timers` does the same for due
+timers: wake-ups, segment re-checks, anniversaries, scheduled enrollments and
+controller decisions. A person is only ever changed under their profile lock.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from croniter import croniter
+from sqlalchemy import Connection, select, text
+
+from airspace.domain import controller, reactor, timing
+from airspace.domain.controller import Candidate, Decision, Policy, Recipient
+from airspace.domain.definitions import Workspace
+from airspace.domain.journeys import Enrollment, Journey
+from airspace.domain.profiles import Profile
+from airspace.domain.reactor import Input, PersonState, Reaction, TimerInput
+from airspace.store import definitions as defs_repo
+from airspace.store import identity as identity_repo
+from airspace.store import journeys as repo
+from airspace.store.bulk import driver_time
+from airspace.store.database import Database
+from airspace.store.journeys import DueTimer, PersonWrite
+from airspace.store.tables import SegmentMemberRow, TimerRow
+
+
+def new_id(now: datetime) -> str:
+    """A 26-character id that sorts by creation time."""
+    return f"{int(now.timestamp() * 1000):012x}{secrets.token_hex(7)}"
+
+
+@dataclass
+class ReactStats:
+    """What one call did, for metrics and tests."""
+
+    people: int = 0
+    enrollments: int = 0
+    proposals: int = 0
+    entered: int = 0
+    exited: int = 0
+    sent: int = 0
+    timers: int = 0
+
+
+@dataclass
+class JourneyRuntime:
+    """The journey side of a worker: caches the workspace and old journey versions."""
+
+    db: Database
+    policy: Policy = controller.first_come
+    _workspace: Workspace | None = None
+    _revision: Any = None
+    _versions: dict[tuple[str, int], Journey] = field(default_factory=dict)
+
+    def workspace(self, conn: Connection) -> Workspace:
+        """The live definitions, reloaded when any changed."""
+        revision = defs_repo.revision(conn)
+        if self._workspace is None or revision != self._revision:
+            self._workspace = defs_repo.current_workspace(conn)
+            self._revision = revision
+        return self._workspace
+
+    def _versions_for(
+        self, conn: Connection, ws: Workspace, enrollments: Iterable[Enrollment]
+    ) -> dict[tuple[str, int], Journey]:
+        found: dict[tuple[str, int], Journey] = {}
+        for e in enrollments:
+            key = (e.journey_id, e.version)
+            current = ws.journeys.get(e.journey_id)
+            if current is not None and current.version == e.version:
+                continue
+            if key not in self._versions:
+                old = defs_repo.journey_version(conn, *key)
+                if old is None:
+                    continue
+                self._versions[key] = old
+            found[key] = self._versions[key]
+        return found
+
+    # --- reacting to events and timers
+
+    def react(
+        self,
+        conn: Connection,
+        people: Mapping[str, Sequence[Input]],
+        profiles: Mapping[str, Profile],
+        now: datetime,
+        *,
+        fresh: Iterable[str] = (),
+    ) -> ReactStats:
+        """Carry out every person's reaction to their inputs (see `domain.reactor`)."""
+        ws = self.workspace(conn)
+        stats = ReactStats(people=len(people))
+        if not people or not (ws.journeys or ws.segments):
+            return stats
+        fresh = set(fresh)
+        pids = sorted(people)
+        affected: dict[str, list[str]] = {}
+        for pid in pids:
+            if pid in fresh:
+                affected[pid] = ws.segment_order()
+            else:
+                affected[pid] = reactor.affected_segments(ws, reactor.stimulus_of(people[pid]))
+        wanted = {sid for ids in affected.values() for sid in ids}
+        facts = repo.event_facts(conn, pids, reactor.conditions_needing_events(ws, wanted), now)
+        members = repo.memberships(conn, pids)
+        enrollments = repo.enrollments_of(conn, pids)
+        owned = identity_repo.identifiers_of(conn, pids)
+        capped = [j.id for j in ws.journeys.values() if j.entry_cap is not None]
+        totals = repo.entered_totals(conn, capped)
+        writes: list[PersonWrite] = []
+        changed_profiles: list[Profile] = []
+        for pid in pids:
+            profile = profiles[pid]
+            mine = enrollments.get(pid, [])
+            state = PersonState(
+                profile=profile,
+                segments=members.get(pid, {}),
+                enrollments=mine,
+                events=facts.get(pid, {}),
+                addresses=controller.addresses(
+                    profile.traits, ((i.type, i.value) for i in owned.get(pid, ()))
+                ),
+                versions=self._versions_for(conn, ws, mine),
+                entered_totals=totals,
+            )
+            inputs = list(people[pid])
+            if pid in fresh:
+                inputs += [TimerInput("segment", sid, now) for sid in ws.segments]
+            reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
+            writes.append(self._person_write(ws, pid, reaction))
+            if reaction.traits:
+                changed_profiles.append(_with_traits(profile, reaction.traits, now))
+            stats.enrollments += sum(
+                1 for e in reaction.enrollments.values() if e.entered_at == now
+            )
+            stats.proposals += len(reaction.proposals)
+            stats.entered += len(reaction.entered)
+            stats.exited += len(reaction.exited)
+        repo.write_people(conn, writes, now)
+        if changed_profiles:
+            identity_repo.save_profiles(conn, changed_profiles, now)
+        stats.sent += self._decide_or_schedule(conn, ws, writes, now)
+        return stats
+
+    def _person_write(self, ws: Workspace, pid: str, reaction: Reaction) -> PersonWrite:
+        timers: dict[tuple[str, str], datetime | None] = {}
+        for e in reaction.enrollments.values():
+            timers["enrollment", e.id] = e.wake_at if e.active else None
+        for sid, due in reaction.segment_timers.items():
+            timers["segment", sid] = due
+        for jid, due in reaction.anniversary_timers.items():
+            timers["anniversary", jid] = due
+        proposals = []
+        for proposal in reaction.proposals:
+            status = "pending" if proposal.layer == "treated" else "held_out"
+            proposals.append((new_id(proposal.expires_at), proposal, status))
+        return PersonWrite(
+            profile_id=pid,
+            entered=reaction.entered,
+            exited=reaction.exited,
+            enrollments=list(reaction.enrollments.values()),
+            proposals=proposals,
+            withdrawals=reaction.withdrawals,
+            timers=timers,
+            entries=reaction.entries,
+        )
+
+    # --- the controller
+
+    def _decide_or_schedule(
+        self, conn: Connection, ws: Workspace, writes: Sequence[PersonWrite], now: datetime
+    ) -> int:
+        """People with new candidates: decide now if due, else set their decision timer."""
+        proposing = [w.profile_id for w in writes if any(s == "pending" for _, _, s in w.proposals)]
+        if not proposing:
+            return 0
+        open_ = repo.open_candidates(conn, proposing)
+        due_now: list[str] = []
+        later: list[tuple[str, str, str, datetime | None]] = []
+        for pid in proposing:
+            pending = [c for c in open_.get(pid, []) if c.created_at == now]
+            due = controller.decision_due(pending, ws.settings.decision_window, now)
+            if due <= now:
+                due_now.append(pid)
+            else:
+                later.append((pid, "decide", "", due))
+        _keep_earliest_decisions(conn, later)
+        return self.decide(conn, due_now, now, ws=ws, candidates=open_) if due_now else 0
+
+    def decide(
+        self,
+        conn: Connection,
+        pids: Sequence[str],
+        now: datetime,
+        *,
+        ws: Workspace | None = None,
+        candidates: Mapping[str, list[Candidate]] | None = None,
+    ) -> int:
+        """Run the controller for these people; return the number of messages sent."""
+        ws = ws or self.workspace(conn)
+        candidates = candidates if candidates is not None else repo.open_candidates(conn, pids)
+        longest = max((c.per for c in ws.settings.caps), default=timedelta(days=1))
+        history = repo.sent_since(conn, pids, now - longest)
+        profiles = identity_repo.load_profiles(conn, self.db, pids)
+        owned = identity_repo.identifiers_of(conn, pids)
+        decided: list[tuple[Candidate, Decision, str]] = []
+        retries: list[tuple[str, str, str, datetime | None]] = []
+        for pid in pids:
+            mine = candidates.get(pid, [])
+            profile = profiles.get(pid)
+            if not mine or profile is None:
+                continue
+            addresses = controller.addresses(
+                profile.traits, ((i.type, i.value) for i in owned.get(pid, ()))
+            )
+            recipient = Recipient(pid, profile.consent, addresses, ws.topics, ws.paused)
+            by_id = {c.id: c for c in mine}
+            decisions = self.policy(mine, recipient, history.get(pid, []), ws.settings, now)
+            for d in decisions:
+                decided.append((by_id[d.candidate_id], d, addresses.get(d.channel or "", "")))
+            retry = [d.retry_at for d in decisions if d.retry_at is not None]
+            retries.append((pid, "decide", "", min(retry) if retry else None))
+        repo.write_decisions(conn, decided, now)
+        repo.set_timers(conn, retries)
+        return sum(1 for _, d, _ in decided if d.outcome == "send")
+
+    # --- timers
+
+    def run_timers(self, conn: Connection, now: datetime, limit: int = 1000) -> ReactStats:
+        """Claim due timers and carry them out; return what was done."""
+        due = repo.claim_due(conn, self.db, now, limit)
+        if not due:
+            return ReactStats()
+        ws = self.workspace(conn)
+        schedules = [t for t in due if t.kind == "schedule"]
+        personal = [t for t in due if t.kind != "schedule"]
+        for timer in schedules:
+            self._fan_out(conn, ws, timer, now)
+        locked = repo.lock_profiles_skip_locked(conn, self.db, {t.profile_id for t in personal})
+        mine = [t for t in personal if t.profile_id in locked]
+        repo.delete_timers(conn, [t.id for t in schedules] + [t.id for t in mine])
+        profiles = identity_repo.load_profiles(conn, self.db, {t.profile_id for t in mine})
+        people: dict[str, list[Input]] = {}
+        deciding: list[str] = []
+        for timer in mine:
+            if timer.profile_id not in profiles:
+                continue  # erased or merged away
+            if timer.kind == "decide":
+                deciding.append(timer.profile_id)
+            else:
+                people.setdefault(timer.profile_id, []).append(
+                    TimerInput(timer.kind, timer.ref, timer.due_at, timer.payload)  # type: ignore[arg-type]
+                )
+        stats = self.react(conn, people, profiles, now) if people else ReactStats()
+        if deciding:
+            stats.sent += self.decide(conn, sorted(set(deciding)), now, ws=ws)
+        stats.timers = len(schedules) + len(mine)
+        return stats
+
+    def _fan_out(self, conn: Connection, ws: Workspace, timer: DueTimer, now: datetime) -> None:
+        """A journey's schedule fired: one `enroll` timer per person in its audience."""
+        journey = ws.journeys.get(timer.ref)
+        if journey is None or journey.entry.kind != "schedule" or timer.ref in ws.paused:
+            return
+        entry = journey.entry
+        payload = {"schedule": timer.due_at.isoformat()}
+        if entry.local_time is None:
+            audience = (
+                "segment_members WHERE segment_id = :segment" if entry.segment else "profiles"
+            )
+            column = "profile_id" if entry.segment else "id"
+            sqlite = conn.dialect.name == "sqlite"
+            json_value = ":payload" if sqlite else "CAST(:payload AS jsonb)"
+            conn.execute(
+                text(
+                    "INSERT INTO timers (profile_id, kind, ref, due_at, payload) "
+                    f"SELECT {column}, 'enroll', :ref, :due, {json_value} FROM {audience} "
+                    "ON CONFLICT (profile_id, kind, ref) DO NOTHING"
+                ),
+                {
+                    "segment": entry.segment,
+                    "ref": journey.id,
+                    "due": driver_time(sqlite, timer.due_at),
+                    "payload": orjson.dumps(payload).decode(),
+                },
+            )
+        else:
+            self._fan_out_local(conn, ws, journey, timer, payload)
+        if entry.cron:
+            schedule_next(conn, journey, now)
+
+    def _fan_out_local(
+        self,
+        conn: Connection,
+        ws: Workspace,
+        journey: Journey,
+        timer: DueTimer,
+        payload: dict[str, Any],
+    ) -> None:
+        """At a local time: each person's enrollment waits for that time in their zone."""
+        entry = journey.entry
+        assert entry.local_time is not None  # checked by the caller
+        ids = audience_ids(conn, entry.segment)
+        for chunk in repo.chunks(ids, 2000):
+            profiles = identity_repo.load_profiles(conn, self.db, chunk)
+            rows = []
+            for pid, profile in profiles.items():
+                tz = timing.timezone_of(profile, ws.settings.timezone)
+                day = timer.due_at.astimezone(tz).date()
+                due = timing.local_instant(day, entry.local_time, tz)
+                if due < timer.due_at:
+                    due = timing.next_local_time(timer.due_at, entry.local_time, tz)
+                rows.append((pid, "enroll", journey.id, due))
+            repo.set_timers(conn, rows, {(r[0], r[1], r[2]): payload for r in rows})
+
+
+def audience_ids(conn: Connection, segment: str | None) -> list[str]:
+    """Everyone in a segment, or everyone."""
+    if segment:
+        query = select(SegmentMemberRow.profile_id).where(SegmentMemberRow.segment_id == segment)
+        return list(conn.execute(query).scalars())
+    return list(conn.execute(text("SELECT id FROM profiles")).scalars())
+
+
+def schedule_next(conn: Connection, journey: Journey, now: datetime) -> None:
+    """Keep the journey's next scheduled run as a timer (none when it is in the past)."""
+    entry = journey.entry
+    due: datetime | None = None
+    if entry.cron:
+        # A local-time schedule fires early enough for the earliest time zone (UTC+14).
+        start = now + (timedelta(hours=14) if entry.local_time else timedelta(0))
+        due = croniter(entry.cron, start).get_next(datetime)
+        if entry.local_time:
+            due = due - timedelta(hours=14)
+    elif entry.at is not None and entry.at > now:
+        due = entry.at - (timedelta(hours=14) if entry.local_time else timedelta(0))
+    repo.set_timers(conn, [("", "schedule", journey.id, due)])
+
+
+def sync_schedules(conn: Connection, ws: Workspace, now: datetime) -> None:
+    """Every scheduled journey has its next-run timer; others have none."""
+    existing = set(
+        conn.execute(
+            select(TimerRow.ref).where(TimerRow.profile_id == "", TimerRow.kind == "schedule")
+        ).scalars()
+    )
+    for journey in ws.journeys.values():
+        if journey.entry.kind == "schedule" and journey.id not in existing:
+            schedule_next(conn, journey, now)
+    stale = existing - {j.id for j in ws.journeys.values() if j.entry.kind == "schedule"}
+    repo.set_timers(conn, [("", "schedule", jid, None) for jid in stale])
+
+
+def _keep_earliest_decisions(
+    conn: Connection, timers: list[tuple[str, str, str, datetime | None]]
+) -> None:
+    """A decision timer only ever moves earlier: a later candidate does not delay the first."""
+    if not timers:
+        return
+    pids = [t[0] for t in timers]
+    current = {
+        r.profile_id: r.due_at
+        for r in conn.execute(
+            select(TimerRow.profile_id, TimerRow.due_at).where(
+                TimerRow.kind == "decide", TimerRow.profile_id.in_(pids)
+            )
+        )
+    }
+    keep = [t for t in timers if t[0] not in current or (t[3] is not None and t[3] < current[t[0]])]
+    repo.set_timers(conn, keep)
+
+
+def _with_traits(profile: Profile, traits: Mapping[str, Any], now: datetime) -> Profile:
+    times = {**profile.trait_times, **dict.fromkeys(traits, now)}
+    return replace(profile, traits={**profile.traits, **traits}, trait_times=times)

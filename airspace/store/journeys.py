@@ -1,0 +1,533 @@
+"""What journeys read and write: memberships, enrollments, event facts, timers,
+candidates and messages. Rows become domain objects here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Connection, and_, delete, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from airspace.domain.controller import Candidate, Decision, Sent
+from airspace.domain.journeys import Enrollment, Propose, Withdraw
+from airspace.domain.segments import EventCondition
+from airspace.store.database import Database
+from airspace.store.tables import (
+    CandidateRow,
+    EnrollmentRow,
+    EventRow,
+    JourneyStatRow,
+    MessageRow,
+    SegmentMemberRow,
+    SegmentTransitionRow,
+    TimerRow,
+    core,
+)
+
+CHUNK = 2000
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """Insert rows, or update every other column where the key exists."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    for chunk in chunks(rows, 500):
+        statement = dialect.insert(core(table))
+        columns = [c for c in chunk[0] if c not in keys]
+        statement = statement.on_conflict_do_update(
+            index_elements=keys, set_={c: statement.excluded[c] for c in columns}
+        )
+        conn.execute(statement, list(chunk))
+
+
+# --- reading a person's state -----------------------------------------------------------
+
+
+def memberships(conn: Connection, profile_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
+    """profile id → segment id → entered at."""
+    found: dict[str, dict[str, datetime]] = {}
+    for chunk in chunks(profile_ids):
+        for row in conn.execute(
+            select(SegmentMemberRow).where(SegmentMemberRow.profile_id.in_(chunk))
+        ):
+            found.setdefault(row.profile_id, {})[row.segment_id] = row.entered_at
+    return found
+
+
+def enrollment_from_row(row: Any) -> Enrollment:
+    return Enrollment(
+        id=row.id,
+        journey_id=row.journey_id,
+        version=row.version,
+        profile_id=row.profile_id,
+        step_id=row.step_id,
+        entered_at=row.entered_at,
+        layer=row.layer,
+        key=row.key,
+        status=row.status,
+        wake_at=row.wake_at,
+        context=row.context,
+        ended_at=row.ended_at,
+        exit_reason=row.exit_reason,
+        converted_at=row.converted_at,
+        conversion_value=row.conversion_value,
+    )
+
+
+def enrollments_of(conn: Connection, profile_ids: Sequence[str]) -> dict[str, list[Enrollment]]:
+    """profile id → every enrollment of theirs (active and past, for re-entry and goals)."""
+    found: dict[str, list[Enrollment]] = {}
+    for chunk in chunks(profile_ids):
+        for row in conn.execute(select(EnrollmentRow).where(EnrollmentRow.profile_id.in_(chunk))):
+            found.setdefault(row.profile_id, []).append(enrollment_from_row(row))
+    return found
+
+
+def event_facts(
+    conn: Connection,
+    profile_ids: Sequence[str],
+    conditions: Sequence[EventCondition],
+    now: datetime,
+) -> dict[str, dict[str, list[datetime]]]:
+    """profile id → condition fingerprint → sorted times of the events that match it."""
+    facts: dict[str, dict[str, list[datetime]]] = {}
+    if not conditions or not profile_ids:
+        return facts
+    names = sorted({c.name for c in conditions})
+    horizons = [c.horizon for c in conditions]
+    since = None if any(h is None for h in horizons) else now - max(h for h in horizons if h)
+    need_payload = any(c.where for c in conditions)
+    columns: list[Any] = [EventRow.profile_id, EventRow.name, EventRow.timestamp]
+    if need_payload:
+        columns.append(EventRow.payload)
+    for chunk in chunks(profile_ids, 500):
+        query = select(*columns).where(EventRow.profile_id.in_(chunk), EventRow.name.in_(names))
+        if since is not None:
+            query = query.where(EventRow.timestamp >= since)
+        for row in conn.execute(query):
+            payload = _payload(row.payload) if need_payload else {}
+            mine = facts.setdefault(row.profile_id, {})
+            for condition in conditions:
+                if condition.matches(row.name, row.timestamp, payload):
+                    mine.setdefault(condition.fingerprint, []).append(row.timestamp)
+    for mine in facts.values():
+        for stamps in mine.values():
+            stamps.sort()
+    return facts
+
+
+def _payload(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = orjson.loads(value)
+    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+
+
+def entered_totals(conn: Connection, journey_ids: Iterable[str]) -> dict[str, int]:
+    wanted = list(journey_ids)
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(JourneyStatRow.journey_id, JourneyStatRow.entered).where(
+            JourneyStatRow.journey_id.in_(wanted)
+        )
+    )
+    return {r.journey_id: r.entered for r in rows}
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def enrollment_row(e: Enrollment) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "journey_id": e.journey_id,
+        "version": e.version,
+        "profile_id": e.profile_id,
+        "key": e.key,
+        "step_id": e.step_id,
+        "status": e.status,
+        "layer": e.layer,
+        "entered_at": e.entered_at,
+        "wake_at": e.wake_at,
+        "context": dict(e.context),
+        "ended_at": e.ended_at,
+        "exit_reason": e.exit_reason,
+        "converted_at": e.converted_at,
+        "conversion_value": e.conversion_value,
+    }
+
+
+@dataclass
+class PersonWrite:
+    """One person's changes, as `write_people` takes them."""
+
+    profile_id: str
+    entered: list[tuple[str, datetime]]
+    exited: list[tuple[str, datetime]]
+    enrollments: list[Enrollment]
+    proposals: list[tuple[str, Propose, str]]  # candidate id, proposal, status
+    withdrawals: list[Withdraw]
+    timers: dict[tuple[str, str], datetime | None]  # (kind, ref) → due (None: remove)
+    entries: Mapping[str, int]
+
+
+def write_people(conn: Connection, people: Sequence[PersonWrite], now: datetime) -> None:
+    """Write memberships, transitions, enrollments, candidates and timers of many people."""
+    members = [
+        {"segment_id": sid, "profile_id": p.profile_id, "entered_at": at}
+        for p in people
+        for sid, at in p.entered
+    ]
+    if members:
+        conn.execute(insert(core(SegmentMemberRow)), members)
+    gone = [(p.profile_id, sid) for p in people for sid, _ in p.exited]
+    for chunk in chunks(gone, 400):
+        conn.execute(
+            delete(core(SegmentMemberRow)).where(
+                or_(
+                    *(
+                        and_(SegmentMemberRow.profile_id == pid, SegmentMemberRow.segment_id == sid)
+                        for pid, sid in chunk
+                    )
+                )
+            )
+        )
+    transitions = [
+        {"segment_id": sid, "profile_id": p.profile_id, "entered": flag, "at": at}
+        for p in people
+        for flag, moves in ((True, p.entered), (False, p.exited))
+        for sid, at in moves
+    ]
+    if transitions:
+        conn.execute(insert(core(SegmentTransitionRow)), transitions)
+    upsert(conn, EnrollmentRow, [enrollment_row(e) for p in people for e in p.enrollments], ["id"])
+    candidates = [
+        _candidate_row(cid, p.profile_id, proposal, status, now)
+        for p in people
+        for cid, proposal, status in p.proposals
+    ]
+    if candidates:
+        conn.execute(insert(core(CandidateRow)), candidates)
+    for p in people:
+        for withdrawal in p.withdrawals:
+            conn.execute(
+                update(core(CandidateRow))
+                .where(
+                    CandidateRow.enrollment_id == withdrawal.enrollment_id,
+                    CandidateRow.status.in_(("pending", "deferred")),
+                )
+                .values(status="withdrawn", reason=withdrawal.reason, decided_at=now)
+            )
+    set_timers(
+        conn,
+        [(p.profile_id, kind, ref, due) for p in people for (kind, ref), due in p.timers.items()],
+    )
+    _count_entries(conn, people)
+
+
+def _count_entries(conn: Connection, people: Sequence[PersonWrite]) -> None:
+    totals: dict[str, int] = {}
+    for p in people:
+        for jid, n in p.entries.items():
+            totals[jid] = totals.get(jid, 0) + n
+    for jid, n in sorted(totals.items()):
+        done = conn.execute(
+            update(core(JourneyStatRow))
+            .where(JourneyStatRow.journey_id == jid)
+            .values(entered=JourneyStatRow.entered + n)
+        ).rowcount
+        if not done:
+            upsert(conn, JourneyStatRow, [{"journey_id": jid, "entered": n}], ["journey_id"])
+
+
+def set_timers(
+    conn: Connection,
+    timers: Sequence[tuple[str, str, str, datetime | None]],
+    payloads: Mapping[tuple[str, str, str], dict[str, Any]] | None = None,
+) -> None:
+    """Create, move or remove timers: (profile id, kind, ref, due or None)."""
+    keep = [
+        {
+            "profile_id": pid,
+            "kind": kind,
+            "ref": ref,
+            "due_at": due,
+            "payload": (payloads or {}).get((pid, kind, ref), {}),
+        }
+        for pid, kind, ref, due in timers
+        if due is not None
+    ]
+    upsert(conn, TimerRow, keep, ["profile_id", "kind", "ref"])
+    drop = [(pid, kind, ref) for pid, kind, ref, due in timers if due is None]
+    for chunk in chunks(drop, 300):
+        conn.execute(
+            delete(core(TimerRow)).where(
+                or_(
+                    *(
+                        and_(TimerRow.profile_id == pid, TimerRow.kind == kind, TimerRow.ref == ref)
+                        for pid, kind, ref in chunk
+                    )
+                )
+            )
+        )
+
+
+# --- timers -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    """A claimed timer."""
+
+    id: int
+    profile_id: str
+    kind: str
+    ref: str
+    due_at: datetime
+    payload: dict[str, Any]
+
+
+def claim_due(conn: Connection, db: Database, now: datetime, limit: int) -> list[DueTimer]:
+    """The earliest due timers no other worker holds; they are deleted with this
+    transaction's commit (work that re-schedules writes a new row)."""
+    query = select(TimerRow).where(TimerRow.due_at <= now).order_by(TimerRow.due_at).limit(limit)
+    if db.is_postgres:
+        query = query.with_for_update(skip_locked=True)
+    rows = conn.execute(query).all()
+    return [DueTimer(r.id, r.profile_id, r.kind, r.ref, r.due_at, r.payload or {}) for r in rows]
+
+
+def delete_timers(conn: Connection, ids: Sequence[int]) -> None:
+    for chunk in chunks(list(ids)):
+        conn.execute(delete(core(TimerRow)).where(TimerRow.id.in_(chunk)))
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """When the earliest timer is due."""
+    return conn.execute(select(TimerRow.due_at).order_by(TimerRow.due_at).limit(1)).scalar()
+
+
+def lock_profiles_skip_locked(
+    conn: Connection, db: Database, profile_ids: Iterable[str]
+) -> set[str]:
+    """Lock what can be locked now (PostgreSQL); a person another worker holds waits for
+    the next round instead of blocking this worker."""
+    wanted = sorted(set(profile_ids))
+    if not db.is_postgres:
+        return set(wanted)
+    got: set[str] = set()
+    for chunk in chunks(wanted):
+        got |= set(
+            conn.execute(
+                text(
+                    "SELECT id FROM profiles WHERE id = ANY(:ids) "
+                    "ORDER BY id FOR UPDATE SKIP LOCKED"
+                ),
+                {"ids": list(chunk)},
+            ).scalars()
+        )
+    return got
+
+
+# --- candidates and messages ------------------------------------------------------------
+
+
+def _candidate_row(
+    cid: str, profile_id: str, p: Propose, status: str, now: datetime
+) -> dict[str, Any]:
+    m = p.message
+    return {
+        "id": cid,
+        "profile_id": profile_id,
+        "enrollment_id": p.enrollment_id,
+        "journey_id": p.journey_id,
+        "step_id": p.step_id,
+        "spec": {
+            "channels": list(m.channels),
+            "content": m.content,
+            "topic": m.topic,
+            "value": m.value,
+            "urgent": m.urgent,
+            "transactional": m.transactional,
+            "priority": m.priority,
+            "context": dict(p.context),
+        },
+        "layer": p.layer,
+        "status": status,
+        "reason": "" if status == "pending" else f"held out ({p.layer})",
+        "channel": None,
+        "created_at": now,
+        "expires_at": p.expires_at,
+        "decided_at": None if status == "pending" else now,
+    }
+
+
+def candidate_from_row(row: Any) -> Candidate:
+    spec = row.spec
+    return Candidate(
+        id=row.id,
+        profile_id=row.profile_id,
+        enrollment_id=row.enrollment_id,
+        journey_id=row.journey_id,
+        step_id=row.step_id,
+        channels=tuple(spec.get("channels", ())),
+        content=spec.get("content", ""),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        topic=spec.get("topic"),
+        value=spec.get("value"),
+        urgent=bool(spec.get("urgent")),
+        transactional=bool(spec.get("transactional")),
+        priority=int(spec.get("priority") or 0),
+        context=spec.get("context") or {},
+    )
+
+
+def open_candidates(conn: Connection, profile_ids: Sequence[str]) -> dict[str, list[Candidate]]:
+    """profile id → candidates waiting for a decision (pending or deferred)."""
+    found: dict[str, list[Candidate]] = {}
+    for chunk in chunks(profile_ids):
+        for row in conn.execute(
+            select(CandidateRow).where(
+                CandidateRow.profile_id.in_(chunk), CandidateRow.status.in_(("pending", "deferred"))
+            )
+        ):
+            found.setdefault(row.profile_id, []).append(candidate_from_row(row))
+    return found
+
+
+def sent_since(
+    conn: Connection, profile_ids: Sequence[str], since: datetime
+) -> dict[str, list[Sent]]:
+    """profile id → messages sent since `since` (for caps)."""
+    found: dict[str, list[Sent]] = {}
+    for chunk in chunks(profile_ids):
+        for row in conn.execute(
+            select(
+                MessageRow.profile_id,
+                MessageRow.sent_at,
+                MessageRow.channel,
+                MessageRow.journey_id,
+                MessageRow.topic,
+                MessageRow.transactional,
+            ).where(MessageRow.profile_id.in_(chunk), MessageRow.sent_at >= since)
+        ):
+            found.setdefault(row.profile_id, []).append(
+                Sent(row.sent_at, row.channel, row.journey_id, row.topic, row.transactional)
+            )
+    return found
+
+
+def write_decisions(
+    conn: Connection,
+    decided: Sequence[tuple[Candidate, Decision, str]],  # candidate, decision, address
+    now: datetime,
+) -> None:
+    """Record the controller's decisions; what is sent goes to the capture channel."""
+    messages = []
+    for candidate, decision, address in decided:
+        status = {"send": "sent", "defer": "deferred", "suppress": "suppressed"}[decision.outcome]
+        conn.execute(
+            update(core(CandidateRow))
+            .where(CandidateRow.id == candidate.id)
+            .values(
+                status=status,
+                reason=decision.reason[:500],
+                channel=decision.channel,
+                decided_at=now,
+            )
+        )
+        if decision.outcome == "send" and decision.channel is not None:
+            messages.append(
+                {
+                    "idempotency_key": f"{candidate.enrollment_id}:{candidate.step_id}",
+                    "profile_id": candidate.profile_id,
+                    "candidate_id": candidate.id,
+                    "journey_id": candidate.journey_id,
+                    "step_id": candidate.step_id,
+                    "channel": decision.channel,
+                    "address": address,
+                    "topic": candidate.topic,
+                    "content": candidate.content,
+                    "body": {"content": candidate.content, "context": dict(candidate.context)},
+                    "transactional": candidate.transactional,
+                    "status": "captured",
+                    "sent_at": now,
+                }
+            )
+    if messages:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        conn.execute(
+            dialect.insert(core(MessageRow)).on_conflict_do_nothing(
+                index_elements=["idempotency_key"]
+            ),
+            messages,
+        )
+
+
+# --- merges and erasure -----------------------------------------------------------------
+
+MOVED_WITH_PERSON = (EnrollmentRow, CandidateRow, MessageRow, SegmentTransitionRow)
+
+
+def follow_merge(conn: Connection, merged_id: str, survivor_id: str) -> None:
+    """Move what journeys know of a merged profile to its survivor; its memberships and
+    re-checks go (the survivor is evaluated afresh)."""
+    for table in MOVED_WITH_PERSON:
+        conn.execute(
+            update(core(table)).where(table.profile_id == merged_id).values(profile_id=survivor_id)
+        )
+    conn.execute(delete(core(SegmentMemberRow)).where(SegmentMemberRow.profile_id == merged_id))
+    taken = {
+        (r.kind, r.ref)
+        for r in conn.execute(
+            select(TimerRow.kind, TimerRow.ref).where(TimerRow.profile_id == survivor_id)
+        )
+    }
+    for row in conn.execute(select(TimerRow).where(TimerRow.profile_id == merged_id)).all():
+        if row.kind in ("segment", "anniversary") or (row.kind, row.ref) in taken:
+            conn.execute(delete(core(TimerRow)).where(TimerRow.id == row.id))
+        else:
+            conn.execute(
+                update(core(TimerRow)).where(TimerRow.id == row.id).values(profile_id=survivor_id)
+            )
+
+
+JOURNEY_PERSONAL = (
+    SegmentMemberRow,
+    SegmentTransitionRow,
+    EnrollmentRow,
+    TimerRow,
+    CandidateRow,
+    MessageRow,
+)
+
+
+def export_journeys(conn: Connection, profile_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Everything journeys hold about a person, table by table."""
+    result: dict[str, list[dict[str, Any]]] = {}
+    for table in JOURNEY_PERSONAL:
+        rows = conn.execute(select(table).where(table.profile_id == profile_id)).all()
+        result[table.__tablename__] = [
+            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r._mapping.items()}
+            for r in rows
+        ]
+    return result
+
+
+def erase_journeys(conn: Connection, profile_id: str) -> int:
+    """Delete everything journeys hold about a person; return the number of rows."""
+    return sum(
+        conn.execute(delete(core(table)).where(table.profile_id == profile_id)).rowcount
+        for table in JOURNEY_PERSONAL
+    )
