@@ -317,13 +317,13 @@ def _date_holds(condition: TraitCondition, value: Any, facts: Facts) -> bool:
 
 def _events_hold(condition: EventCondition, stamps: Sequence[datetime], now: datetime) -> bool:
     if condition.first_within is not None:
-        return bool(stamps) and stamps[0] >= now - condition.first_within
+        return bool(stamps) and stamps[0] > now - condition.first_within
     if condition.last_older_than is not None:
-        return bool(stamps) and stamps[-1] < now - condition.last_older_than
+        return bool(stamps) and stamps[-1] <= now - condition.last_older_than
     count = len(stamps)
     if condition.within is not None:
         start = now - condition.within
-        count = sum(1 for s in stamps if start <= s <= now)
+        count = sum(1 for s in stamps if start < s <= now)
     if count < condition.at_least:
         return False
     return condition.at_most is None or count <= condition.at_most
@@ -388,7 +388,7 @@ def _event_change_times(condition: EventCondition, facts: Facts) -> Iterator[dat
         yield stamps[-1] + condition.last_older_than
     elif condition.within is not None:
         start = facts.now - condition.within
-        in_window = [s for s in stamps if s >= start]
+        in_window = [s for s in stamps if s > start]
         if in_window:
             # The count in the window drops when its oldest event leaves it.
             yield min(in_window) + condition.within

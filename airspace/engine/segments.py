@@ -106,7 +106,9 @@ class _Bulk:
         where = ["name = :name"]
         params: dict[str, Any] = {"name": condition.name}
         if start is not None:
-            where.append("timestamp >= :start")
+            where.append(
+                "timestamp > :start" if condition.within is not None else "timestamp >= :start"
+            )
             params["start"] = driver_time(sqlite, start)
         if end is not None:
             where.append("timestamp <= :end")
@@ -209,9 +211,9 @@ def _holds(
     now: datetime,
 ) -> bool:
     if condition.first_within is not None:
-        return first >= now - condition.first_within
+        return first > now - condition.first_within
     if condition.last_older_than is not None:
-        return last < now - condition.last_older_than
+        return last <= now - condition.last_older_than
     if count < condition.at_least:
         return False
     return condition.at_most is None or count <= condition.at_most

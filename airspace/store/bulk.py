@@ -18,7 +18,10 @@ ROWS_PER_STATEMENT = 400
 
 def driver_time(sqlite: bool, moment: datetime) -> Any:
     """A UTC time as the driver stores it (SQLAlchemy's SQLite text format, or a datetime)."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ") if sqlite else moment
+    if not sqlite:
+        return moment
+    # Always with microseconds, as SQLAlchemy writes them: the column compares as text.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
 
 
 def placeholders(sqlite: bool, plain: int, json: int) -> list[str]:
