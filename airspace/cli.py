@@ -1,4 +1,4 @@
-"""The `airspace` command: serve, worker, migrate, keys, demo."""
+"""The `airspace` command: serve, worker, migrate, keys, validate, apply, demo."""
 
 from __future__ import annotations
 
@@ -11,11 +11,20 @@ from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from airspace import __version__
 from airspace.bootstrap import Services, build_services
+from airspace.domain.definitions import Document
+from airspace.domain.errors import AirspaceError
+from airspace.domain.problems import Problem
+from airspace.engine.definitions import apply as apply_definitions
+from airspace.engine.definitions import read_folder
+from airspace.engine.definitions import validate as validate_documents
 from airspace.settings import Settings
+from airspace.store import definitions as definitions_repo
 from airspace.store.keys import create_key, list_keys, revoke_key
 from airspace.store.migrate import migrate as apply_migrations
 
@@ -118,6 +127,94 @@ def worker(database_url: DatabaseOption = None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     console.print("worker started; Ctrl-C to stop")
     services.worker().run_forever(stop)
+
+
+FolderArgument = Annotated[
+    Path, typer.Argument(help="Folder of YAML definitions (segments, journeys, settings, ...)")
+]
+
+
+def _print_problems(problems: list[Problem]) -> int:
+    errors = 0
+    for problem in problems:
+        if problem.level == "error":
+            errors += 1
+            console.print(f"[red]error[/red]   {escape(str(problem))}")
+        else:
+            console.print(f"[yellow]warning[/yellow] {escape(str(problem))}")
+    return errors
+
+
+def _read(folder: Path) -> tuple[list[Document], list[Problem]]:
+    try:
+        return read_folder(folder)
+    except AirspaceError as error:
+        console.print(f"[red]{escape(str(error))}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(folder: FolderArgument) -> None:
+    """Check definitions without applying them; report every problem at once."""
+    documents, read_problems = _read(folder)
+    problems = validate_documents(documents, read_problems)
+    errors = _print_problems(problems)
+    kinds = sorted({d.kind for d in documents})
+    summary = ", ".join(f"{sum(1 for d in documents if d.kind == k)} {k}(s)" for k in kinds)
+    if errors:
+        console.print(f"[red]{errors} error(s)[/red] in {folder} ({summary})")
+        raise typer.Exit(1)
+    console.print(f"[green]valid[/green]: {summary}")
+
+
+@app.command("apply")
+def apply_command(
+    folder: FolderArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")] = False,
+    prune: Annotated[
+        bool, typer.Option(help="Archive live definitions that the folder no longer has")
+    ] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Show what would change, then apply: new versions, segments computed for everyone."""
+    documents, read_problems = _read(folder)
+    if _print_problems(validate_documents(documents, read_problems)):
+        console.print("[red]nothing applied[/red]: fix the errors above first")
+        raise typer.Exit(1)
+    services = _services(database_url)
+    apply_migrations(services.db)
+    with services.db.read() as conn:
+        changes = definitions_repo.plan(conn, documents)
+    for change in changes:
+        if change.action != "unchanged":
+            note = " (kept; --prune archives it)" if change.action == "absent" and not prune else ""
+            console.print(f"  {change}{note}")
+    if all(c.action == "unchanged" or (c.action == "absent" and not prune) for c in changes):
+        console.print("no changes")
+        return
+    if not yes and not typer.confirm("apply these changes?", default=False):
+        raise typer.Exit(1)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        applied = apply_definitions(
+            services.db, documents, services.clock.now(), prune=prune, progress=progress
+        )
+    for computed in applied.computed:
+        console.print(
+            f"segment {computed.segment_id}: {computed.members} member(s), "
+            f"{computed.entered} entered, {computed.exited} left"
+        )
+    if applied.migrated:
+        console.print(f"{applied.migrated} enrollment(s) moved to new journey versions")
+    console.print("[green]applied[/green]")
 
 
 @keys_app.command("create")

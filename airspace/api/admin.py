@@ -1,5 +1,5 @@
-"""The admin API (admin keys): profiles, events, quarantine, merges, consent, topics,
-export and erasure of a person."""
+"""The admin API (admin keys): profiles, events, quarantine, merges, consent,
+export and erasure of a person. Definitions have their own module (`definitions.py`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from airspace.api.auth import credentials, require_kind
 from airspace.bootstrap import Services
 from airspace.domain import consent as consent_rules
-from airspace.domain.consent import CHANNELS, ConsentRecord, Topic
+from airspace.domain.consent import CHANNELS, ConsentRecord
 from airspace.domain.errors import InvalidInput, NotFound
 from airspace.store import admin as queries
 from airspace.store.keys import ApiKey
@@ -27,7 +27,6 @@ ProfileId = Annotated[
         description="A profile id (a merged profile's id leads to its survivor)",
     ),
 ]
-TopicName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most items to return")]
 AfterId = Annotated[int, Query(ge=0, le=2**62, description="Return items with a larger id")]
 
@@ -43,21 +42,6 @@ class ConsentChange(BaseModel):
     )
     status: Literal["opted_in", "opted_out", "unknown"]
     source: str = Field("admin-api", max_length=200)
-
-
-class TopicPut(BaseModel):
-    """A subscription topic."""
-
-    kind: Literal["opt_in", "opt_out"] = "opt_in"
-    description: str = Field("", max_length=2000)
-
-
-class TopicPublic(BaseModel):
-    """A subscription topic as shown."""
-
-    name: str
-    kind: str
-    description: str
 
 
 class ErasurePublic(BaseModel):
@@ -190,23 +174,6 @@ async def merges(services: Svc, limit: Limit = 100, after_id: AfterId = 0) -> Pa
         lambda: queries.list_merges(services.db, after_id=after_id, limit=limit)
     )
     return _page(items, limit)
-
-
-@router.get("/topics", summary="Subscription topics")
-async def topics(services: Svc) -> list[TopicPublic]:
-    found = await run_in_threadpool(queries.list_topics, services.db)
-    return [TopicPublic(name=t.name, kind=t.kind, description=t.description) for t in found]
-
-
-@router.put("/topics/{name}", summary="Create or change a subscription topic")
-async def put_topic(services: Svc, name: TopicName, body: TopicPut) -> TopicPublic:
-    clean = name.strip().lower()
-    if not clean or len(clean) > 100:
-        raise InvalidInput("a topic name has 1 to 100 characters")
-    await run_in_threadpool(
-        queries.put_topic, services.db, Topic(clean, body.kind, body.description)
-    )
-    return TopicPublic(name=clean, kind=body.kind, description=body.description)
 
 
 @router.get("/stats", summary="Row counts and channels")

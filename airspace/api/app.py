@@ -8,7 +8,7 @@ from fastapi.responses import ORJSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from airspace import __version__
-from airspace.api import admin, errors, tracking
+from airspace.api import admin, definitions, errors, tracking
 from airspace.bootstrap import Services
 
 
@@ -26,12 +26,13 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "PUT", "OPTIONS"],
         allow_headers=["*"],
         allow_credentials=False,
     )
     app.include_router(tracking.build_router(services))
     app.include_router(admin.router)
+    app.include_router(definitions.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:

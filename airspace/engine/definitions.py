@@ -10,14 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Connection, select
 
 from airspace.domain import journeys as flow
 from airspace.domain import timing
-from airspace.domain.definitions import Change, Document, Workspace, load_documents
+from airspace.domain.definitions import (
+    Change,
+    Document,
+    Workspace,
+    documents_from_files,
+    load_documents,
+)
 from airspace.domain.errors import InvalidInput
-from airspace.domain.problems import Problem
+from airspace.domain.problems import Problem, Problems
 from airspace.engine.journeys import sync_schedules
 from airspace.engine.segments import (
     Computed,
@@ -41,6 +48,30 @@ class Applied:
     warnings: list[Problem]
     computed: list[Computed] = field(default_factory=list)
     migrated: int = 0
+
+
+def read_folder(folder: Path) -> tuple[list[Document], list[Problem]]:
+    """Every YAML document under a folder, with the problems of reading it."""
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder of YAML definitions")
+    problems = Problems()
+    files: dict[str, str] = {}
+    for path in sorted([*folder.rglob("*.yaml"), *folder.rglob("*.yml")]):
+        name = path.relative_to(folder).as_posix()
+        try:
+            files[name] = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError) as error:
+            problems.error(name, f"cannot be read as UTF-8 text: {error}")
+    if not files and not problems.items:
+        problems.error(str(folder), "no .yaml files found")
+    documents = documents_from_files(files, problems)
+    return documents, problems.items
+
+
+def validate(documents: list[Document], read_problems: list[Problem]) -> list[Problem]:
+    """Every problem of a set of documents (errors and warnings), reading included."""
+    _, problems = load_documents(documents)
+    return [*read_problems, *problems]
 
 
 def check(documents: list[Document]) -> tuple[Workspace, list[Problem]]:

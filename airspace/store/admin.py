@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from airspace.domain import consent as consent_rules
-from airspace.domain.consent import ConsentRecord, Topic
+from airspace.domain.consent import ConsentRecord
 from airspace.domain.errors import InvalidInput, NotFound
 from airspace.domain.identity import (
     Identifier,
@@ -21,6 +21,7 @@ from airspace.domain.identity import (
     normalize_phone,
 )
 from airspace.store import identity as repo
+from airspace.store import journeys as journeys_repo
 from airspace.store.bulk import driver_time, insert_many, placeholders
 from airspace.store.database import Database
 from airspace.store.identity import computed_to_json, consent_to_json
@@ -32,7 +33,6 @@ from airspace.store.tables import (
     ProfileAliasRow,
     ProfileRow,
     QuarantineRow,
-    TopicRow,
     core,
 )
 
@@ -262,6 +262,8 @@ def export_person(db: Database, profile_id: str, rules: IdentityRules) -> dict[s
         {"id": q.id, "reason": q.reason, "payload": q.payload} for q in quarantined
     ]
     view["pending_events"] = [{"id": q.id, "payload": q.payload} for q in queued]
+    with db.read() as conn:
+        view["journeys"] = journeys_repo.export_journeys(conn, live_id)
     return view
 
 
@@ -311,6 +313,7 @@ def erase_person(
         conn.execute(delete(core(ProfileAliasRow)).where(ProfileAliasRow.profile_id == live_id))
         conn.execute(delete(core(IdentifierRow)).where(IdentifierRow.profile_id == live_id))
         conn.execute(delete(core(ProfileRow)).where(ProfileRow.id == live_id))
+        journeys_repo.erase_journeys(conn, live_id)
         if quarantined:
             conn.execute(
                 delete(core(QuarantineRow)).where(QuarantineRow.id.in_([q.id for q in quarantined]))
@@ -318,23 +321,3 @@ def erase_person(
         if queued:
             conn.execute(delete(core(InboxRow)).where(InboxRow.id.in_([q.id for q in queued])))
     return Erasure(live_id, len(owned), events, merges, len(quarantined), len(queued))
-
-
-def put_topic(db: Database, topic: Topic) -> None:
-    """Create or replace a subscription topic."""
-    with db.write() as conn:
-        conn.execute(delete(core(TopicRow)).where(TopicRow.name == topic.name))
-        conn.execute(
-            insert(core(TopicRow)).values(
-                name=topic.name, kind=topic.kind, description=topic.description
-            )
-        )
-
-
-def list_topics(db: Database) -> list[Topic]:
-    """Every subscription topic."""
-    with db.read() as conn:
-        return [
-            Topic(r.name, r.kind, r.description)
-            for r in conn.execute(select(TopicRow).order_by(TopicRow.name))
-        ]

@@ -191,15 +191,6 @@ class ErasedIdentifierRow(Base):
     erased_at: Mapped[datetime] = mapped_column(UtcTime())
 
 
-class TopicRow(Base):
-    """A subscription topic (group): opt-in or opt-out."""
-
-    __tablename__ = "topics"
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    description: Mapped[str] = mapped_column(Text, default="")
-
-
 class DefinitionRow(Base):
     """One version of a definition (segment, journey, topic, store, region, settings)."""
 

@@ -85,11 +85,11 @@ def test_events_are_paged(live_server: LiveServer, client: httpx.Client) -> None
 def test_consent_and_topics(live_server: LiveServer, client: httpx.Client) -> None:
     track(live_server, {"type": "identify", "userId": "c-1"})
     profile_id = client.get("/admin/v1/profiles", params={"identifier": "user_id:c-1"}).json()["id"]
-    topic = client.put("/admin/v1/topics/Newsletter", json={"kind": "opt_out"})
+    topic = client.put("/admin/v1/topics/newsletter", json={"kind": "opt_out"})
     assert topic.status_code == 200
-    assert client.get("/admin/v1/topics").json() == [
-        {"name": "newsletter", "kind": "opt_out", "description": ""}
-    ]
+    assert topic.json()["version"] == 1
+    [listed] = client.get("/admin/v1/topics").json()
+    assert listed["definition"] == {"topic": "newsletter", "kind": "opt_out"}
     changed = client.post(
         f"/admin/v1/profiles/{profile_id}/consent",
         json={"channel": "sms", "status": "opted_out", "source": "support-ticket-17"},

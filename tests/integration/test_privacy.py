@@ -157,3 +157,31 @@ def test_erasure_removes_quarantined_and_pending_items(services: Services, send:
     text = every_row_as_text(services)
     assert 'ana-42\\"' not in text  # the value ends in a (JSON-escaped) quote
     assert "ana-420" in text  # someone else's item that merely looks alike stays
+
+
+def test_journey_data_joins_export_and_erasure(services: Services, send: Send) -> None:
+    """Segments, enrollments, timers, candidates and messages are the person's data too."""
+    from airspace.engine.definitions import apply
+    from tests.integration.test_journeys import SETTINGS_NOW, example_documents
+
+    apply(services.db, example_documents(**{"settings.yaml": SETTINGS_NOW}), services.clock.now())
+    send(*ANA, {"type": "track", "userId": "ana-42", "event": "Signed Up"}, *BEN)
+    services.worker().drain()
+    profile_id = admin.find_profile_id(services.db, Identifier("user_id", "ana-42"))
+    assert profile_id is not None
+    exported = admin.export_person(services.db, profile_id, services.rules)["journeys"]
+    assert {table for table, rows in exported.items() if rows} == {
+        "segment_members",
+        "segment_transitions",
+        "enrollments",
+        "timers",
+        "candidates",
+        "messages",
+    }
+    assert exported["messages"][0]["address"] == "ana.lima@example.com"
+    admin.erase_person(
+        services.db, profile_id, services.secret, services.clock.now(), services.rules
+    )
+    text = every_row_as_text(services)
+    assert [s for s in ANA_STRINGS if s.lower() in text] == []
+    assert profile_id.lower() not in text
