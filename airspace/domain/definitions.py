@@ -21,7 +21,15 @@ from airspace.domain.consent import CHANNELS, Topic
 from airspace.domain.journey_parser import parse_journey, parse_share
 from airspace.domain.journeys import Journey
 from airspace.domain.problems import Problem, Problems, join, kind_of
-from airspace.domain.segments import Segment, SegmentCondition, leaves, parse_segment
+from airspace.domain.segments import (
+    All,
+    AnyOf,
+    Condition,
+    Not,
+    Segment,
+    SegmentCondition,
+    parse_segment,
+)
 
 Kind = Literal["segment", "journey", "topic", "store", "region", "settings"]
 KINDS: tuple[Kind, ...] = ("segment", "journey", "topic", "store", "region", "settings")
@@ -207,7 +215,7 @@ def load_documents(
         local = Problems()
         value = _PARSERS[doc.kind](doc.body, local)
         for item in local.items:
-            problems.items.append(Problem(f"{doc.source}: {item.path}", item.message, item.level))
+            problems.items.append(Problem(_at(doc.source, item.path), item.message, item.level))
         if value is not None:
             parsed[doc.kind][doc.id] = value
     settings = parsed["settings"].get("settings", WorkspaceSettings())
@@ -226,18 +234,23 @@ def load_documents(
         kind, _, rest = problem.path.partition(":")
         ref, _, inner = rest.partition(":")
         source = by_ref.get((kind, ref), f"{kind} {ref}")
-        problems.items.append(Problem(f"{source}: {inner}", problem.message, problem.level))
+        problems.items.append(Problem(_at(source, inner), problem.message, problem.level))
     return workspace, problems.items
+
+
+def _at(source: str, path: str) -> str:
+    """`journeys/cart.yaml: steps[2].wait`, or the file alone for the whole document."""
+    return f"{source}: {path}" if path else source
 
 
 def cross_check(workspace: Workspace) -> Iterator[Problem]:
     """References between definitions (paths are `kind:id:inner path`)."""
     used: set[str] = set()
     for sid, segment in workspace.segments.items():
-        for ref in segment.dependencies.segments:
+        for path, ref in segment_references(segment.condition):
             used.add(ref)
             if ref not in workspace.segments:
-                yield Problem(f"segment:{sid}:", f"refers to unknown segment {ref!r}")
+                yield Problem(f"segment:{sid}:{path}", f"unknown segment {ref!r}")
     cycle = _segment_cycle(workspace)
     if cycle:
         loop = " → ".join(cycle)
@@ -262,10 +275,19 @@ def _check_journey(workspace: Workspace, journey: Journey, used: set[str]) -> It
         used.add(ref)
         if ref not in workspace.segments:
             yield Problem(f"journey:{jid}:{path}", f"unknown segment {ref!r}")
-    topics = {journey.topic} | {s.message.topic for s in journey.steps if s.message}
-    for topic in sorted(t for t in topics if t is not None):
-        if workspace.topics and topic not in workspace.topics:
-            yield Problem(f"journey:{jid}:topic", f"unknown topic {topic!r}; define it in topics")
+    # Topics may also come from the admin API; with none defined as code there is nothing to check.
+    known = workspace.topics
+    if known and journey.topic is not None and journey.topic not in known:
+        yield Problem(
+            f"journey:{jid}:topic", f"unknown topic {journey.topic!r}; define it in topics"
+        )
+    for i, step in enumerate(journey.steps):
+        topic = step.message.topic if step.message else None
+        if known and topic is not None and topic != journey.topic and topic not in known:
+            yield Problem(
+                f"journey:{jid}:steps[{i}].message.topic",
+                f"unknown topic {topic!r}; define it in topics",
+            )
     for i, step in enumerate(journey.steps):
         if step.kind == "start_journey" and step.journey not in workspace.journeys:
             yield Problem(
@@ -281,9 +303,21 @@ def _journey_segments(journey: Journey) -> Iterator[tuple[str, str]]:
             yield f"exit_when[{i}].segment", rule.segment
     for i, step in enumerate(journey.steps):
         for condition, _ in step.branches:
-            for leaf in leaves(condition):
-                if isinstance(leaf, SegmentCondition):
-                    yield f"steps[{i}].branch", leaf.segment
+            for _, ref in segment_references(condition):
+                yield f"steps[{i}].branch", ref
+
+
+def segment_references(condition: Condition, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every segment a condition refers to, with its path (`all[0].segment`)."""
+    match condition:
+        case All(children) | AnyOf(children):
+            word = "all" if isinstance(condition, All) else "any"
+            for i, child in enumerate(children):
+                yield from segment_references(child, join(join(path, word), i))
+        case Not(child):
+            yield from segment_references(child, join(path, "not"))
+        case SegmentCondition(segment):
+            yield join(path, "segment"), segment
 
 
 def _segment_cycle(workspace: Workspace) -> list[str]:
@@ -327,11 +361,18 @@ def _parse_topic(body: dict[str, Any], problems: Problems) -> Topic | None:
 
 
 def _number(
-    body: Mapping[str, Any], key: str, problems: Problems, low: float, high: float
+    body: Mapping[str, Any],
+    key: str,
+    problems: Problems,
+    low: float,
+    high: float,
+    path: str = "",
 ) -> float:
     value = body.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        problems.error(key, f"expected a number from {low} to {high}, got {kind_of(value)}")
+        problems.error(
+            join(path, key), f"expected a number from {low} to {high}, got {kind_of(value)}"
+        )
         return 0.0
     return float(value)
 
@@ -340,7 +381,7 @@ def _timezone(body: Mapping[str, Any], key: str, problems: Problems) -> str | No
     value = body.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or timing.zone(value, "").key != value:
+    if not isinstance(value, str) or not value or timing.zone(value, "").key != value:
         problems.error(
             key, f"unknown time zone {value!r}; expected an IANA name such as Europe/Paris"
         )
@@ -388,7 +429,10 @@ def _parse_cap(raw: Any, path: str, problems: Problems) -> Cap | None:
         problems.error(join(path, "max"), "expected a whole number")
         return None
     per = problems.convert(join(path, "per"), spec.get("per"), timing.parse_duration)
-    return Cap(scope, most, per) if per else None
+    if per is not None and per <= timedelta(0):
+        problems.error(join(path, "per"), "expected a window longer than 0s")
+        return None
+    return Cap(scope, most, per) if per is not None else None
 
 
 def _parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSettings:
@@ -436,8 +480,15 @@ def _parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSettin
     }
     channels = dict(defaults.channels)
     for name, spec in problems.mapping("channels", body.get("channels", {}), set(CHANNELS)).items():
-        spec = problems.mapping(f"channels.{name}", spec, {"cost", "consent_default"})
-        cost = _number(spec, "cost", problems, 0, 1000) if "cost" in spec else channels[name].cost
+        if name not in channels:
+            continue  # reported by mapping()
+        where = f"channels.{name}"
+        spec = problems.mapping(where, spec, {"cost", "consent_default"})
+        cost = (
+            _number(spec, "cost", problems, 0, 1000, where)
+            if "cost" in spec
+            else channels[name].cost
+        )
         default = spec.get("consent_default", channels[name].consent_default)
         if default not in ("opted_in", "opted_out"):
             problems.error(f"channels.{name}.consent_default", "expected opted_in or opted_out")

@@ -85,7 +85,7 @@ def parse_event_match(
         return None
     name = _text(raw.get("event"), join(path, "event"), problems)
     where = _parse_where(raw["where"], join(path, "where"), problems) if "where" in raw else ()
-    match: list[tuple[str, str]] = []
+    match: list[tuple[str, Any]] = []
     raw_match = raw.get("match", {})
     if not isinstance(raw_match, dict):
         problems.error(
@@ -99,7 +99,8 @@ def parse_event_match(
                     join(join(path, "match"), str(key)), "expected path: trigger.path or a value"
                 )
                 continue
-            match.append((key, str(value)))
+            # A literal keeps its type: `match: {properties.quantity: 3}` matches the number 3.
+            match.append((key, value))
     return EventMatch(name, where, tuple(match))
 
 
@@ -135,6 +136,8 @@ def parse_entry(raw: Any, path: str, problems: Problems) -> Entry:
             problems.error(join(path, "key"), "expected a path such as properties.cart_id")
             key = None
         return Entry("event", event=match, key=key)
+    if "schedule" in raw:
+        return _parse_schedule(raw, path, problems)
     if "segment" in raw:
         problems.mapping(path, raw, {"segment", "on"})
         on = raw.get("on", "enter")
@@ -144,8 +147,6 @@ def parse_entry(raw: Any, path: str, problems: Problems) -> Entry:
         return Entry(
             "segment", segment=_text(raw["segment"], join(path, "segment"), problems), on=on
         )
-    if "schedule" in raw:
-        return _parse_schedule(raw, path, problems)
     if "anniversary" in raw:
         problems.mapping(path, raw, {"anniversary", "at"})
         trait = _text(raw["anniversary"], join(path, "anniversary"), problems)
@@ -185,8 +186,10 @@ def _parse_goal(raw: Any, path: str, problems: Problems) -> Goal | None:
     within = _duration(raw.get("within", "7d"), join(path, "within"), problems)
     value = raw.get("value", 0)
     if isinstance(value, str) and not value.replace(".", "", 1).isdigit():
-        return Goal(match, within, 0.0, value)
+        return Goal(match, within, 0.0, value.strip())
     try:
+        if isinstance(value, bool):
+            raise TypeError("a goal's value is not true or false")
         return Goal(match, within, float(value))
     except (TypeError, ValueError):
         problems.error(
@@ -347,6 +350,9 @@ def _parse_step(
 
 
 def _step_wait(base: Step, value: Any, where: str, problems: Problems, *_: Any) -> Step:
+    """`wait: 2d`, `wait: {until: "10:00", weekdays: [mon]}`, or `wait_until: "10:00"`."""
+    if where.endswith(".wait_until") and not isinstance(value, dict):
+        value = {"until": value}
     if isinstance(value, dict):
         spec = problems.mapping(where, value, {"until", "weekdays"})
         until = problems.convert(join(where, "until"), spec.get("until"), timing.parse_time_of_day)

@@ -42,7 +42,8 @@ class EventMatch:
 
     name: str
     where: tuple[Filter, ...] = ()
-    match: tuple[tuple[str, str], ...] = ()  # (event path, trigger path or literal)
+    # (event path, `trigger.<path>` or a literal value)
+    match: tuple[tuple[str, Any], ...] = ()
 
     def matches(
         self, name: str | None, payload: Mapping[str, Any], trigger: Mapping[str, Any]
@@ -51,7 +52,11 @@ class EventMatch:
         if name != self.name or not all(f.holds(payload) for f in self.where):
             return False
         for path, expected in self.match:
-            wanted = lookup(trigger, expected[8:]) if expected.startswith("trigger.") else expected
+            wanted = (
+                lookup(trigger, expected.removeprefix("trigger."))
+                if isinstance(expected, str) and expected.startswith("trigger.")
+                else expected
+            )
             actual = lookup(payload, path)
             if actual is None or not segments.Comparison("eq", wanted).holds(actual):
                 return False
@@ -446,10 +451,19 @@ def on_timer(
     journey: Journey, enrollment: Enrollment, due: datetime, facts: Facts
 ) -> Outcome | None:
     """A wake-up; None when it is stale (the enrollment moved on or its wait changed)."""
-    if not enrollment.active or enrollment.wake_at != due or enrollment.step_id == END:
+    if not enrollment.active or enrollment.wake_at != due:
         return None
-    step = journey.step(enrollment.step_id)
-    target = step.on_timeout if step.kind == "wait_for" else step.next
+    if enrollment.step_id == END:
+        target = END
+    else:
+        step = journey.step(enrollment.step_id)
+        if step.kind == "wait_for":
+            target = step.on_timeout
+        elif step.is_wait:
+            target = step.next
+        else:
+            # `migrate` moved a waiting enrollment onto this step: it runs now, not skipped.
+            target = step.id
     return advance(journey, replace(enrollment, step_id=target, wake_at=None), facts)
 
 
@@ -512,8 +526,16 @@ def on_segment_exit(
 
 
 def migrate(journey: Journey, enrollment: Enrollment) -> Enrollment | None:
-    """Move an active enrollment of an older version onto this one (if its step is mapped)."""
-    if not enrollment.active or enrollment.version >= journey.version:
+    """Move an active enrollment of an older version onto this one (if its step is mapped).
+
+    It keeps its wake-up: when that comes, a wait it was moved onto ends as usual,
+    and any other step (or `end`) runs then.
+    """
+    if (
+        not enrollment.active
+        or enrollment.journey_id != journey.id
+        or enrollment.version >= journey.version
+    ):
         return None
     target = journey.migrate.get(enrollment.step_id)
     if target is None:

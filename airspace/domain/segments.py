@@ -310,9 +310,11 @@ def _date_holds(condition: TraitCondition, value: Any, facts: Facts) -> bool:
     moment = timing.as_instant(value)
     if moment is None:
         return False
+    # Like an event window, `within_last` excludes its start: both answers flip at
+    # exactly moment + span, the instant `next_change` names.
     if condition.date_op == "within_last":
-        return facts.now - condition.span <= moment <= facts.now
-    return moment < facts.now - condition.span
+        return facts.now - condition.span < moment <= facts.now
+    return moment <= facts.now - condition.span
 
 
 def _events_hold(condition: EventCondition, stamps: Sequence[datetime], now: datetime) -> bool:
@@ -436,6 +438,7 @@ class Dependencies:
     consent: bool = False
     segments: frozenset[str] = frozenset()
     event_conditions: tuple[EventCondition, ...] = ()
+    addresses: bool = False  # a new email, phone or push token can make a channel reachable
 
 
 def leaves(condition: Condition) -> Iterator[Condition]:
@@ -461,6 +464,7 @@ def dependencies(condition: Condition) -> Dependencies:
         consent=any(isinstance(c, ReachableCondition | ConsentCondition) for c in found),
         segments=frozenset(c.segment for c in found if isinstance(c, SegmentCondition)),
         event_conditions=events,
+        addresses=any(isinstance(c, ReachableCondition) for c in found),
     )
 
 
@@ -553,6 +557,17 @@ def _channels(value: Any, path: str, problems: Problems) -> tuple[str, ...]:
     return tuple(result)
 
 
+def _plain(value: Any) -> Any:
+    """A YAML value as trait values are compared: unquoted dates become ISO text."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
 def _parse_comparison(raw: dict[str, Any], path: str, problems: Problems) -> Comparison | None:
     ops = [op for op in COMPARISONS if op in raw]
     if len(ops) > 1:
@@ -574,13 +589,21 @@ def _parse_comparison(raw: dict[str, Any], path: str, problems: Problems) -> Com
     if isinstance(value, dict):
         problems.error(where, "expected a value or a list of values, not a mapping")
         return None
-    return Comparison(op, tuple(value) if isinstance(value, list) else value)
+    if isinstance(value, list) and op not in ("in", "not_in", "between"):
+        problems.error(where, "expected one value, not a list (use in for several)")
+        return None
+    comparison = Comparison(op, _plain(value))
+    if op == "between" and not _order(*comparison.value):
+        problems.error(where, "expected [low, high]: two numbers or two texts, low first")
+        return None
+    return comparison
 
 
 def _parse_trait(raw: dict[str, Any], path: str, problems: Problems) -> TraitCondition:
     problems.mapping(path, raw, _TRAIT_FIELDS)
     source: Literal["traits", "computed"] = "computed" if "computed" in raw else "traits"
-    key = _name(raw.get("computed" if source == "computed" else "trait"), path, problems)
+    word = "computed" if source == "computed" else "trait"
+    key = _name(raw.get(word), join(path, word), problems)
     if source == "computed" and key not in COMPUTED_TRAITS and not key.startswith("count."):
         problems.error(
             join(path, "computed"),
@@ -611,12 +634,17 @@ def _parse_where(raw: Any, path: str, problems: Problems) -> tuple[Filter, ...]:
             continue
         if isinstance(value, dict):
             problems.mapping(where, value, set(COMPARISONS))
-            comparison = _parse_comparison(value, where, problems)
-            if comparison is None:
+            if not any(op in value for op in COMPARISONS):
                 problems.error(where, f"expected one of {', '.join(COMPARISONS)}")
                 continue
+            comparison = _parse_comparison(value, where, problems)
+            if comparison is None:
+                continue
+        elif isinstance(value, list):
+            problems.error(where, "expected one value, or {in: [...]} for several")
+            continue
         else:
-            comparison = Comparison("eq", value)
+            comparison = Comparison("eq", _plain(value))
         filters.append(Filter(key, comparison))
     return tuple(filters)
 
@@ -631,15 +659,24 @@ def _count(raw: dict[str, Any], key: str, path: str, problems: Problems) -> int 
     return int(value)
 
 
-def _instant(value: Any) -> datetime:
+def _instant(value: Any, *, end: bool = False) -> datetime:
+    """A date or time of `between`; a bare date as the end means the whole of that day (UTC)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    day = value if isinstance(value, date) else None
+    if isinstance(value, str) and len(value.strip()) == 10:
+        day = timing.as_date(value.strip())
+    if day is not None:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return start + timedelta(days=1) - timedelta(microseconds=1) if end else start
     moment = timing.as_instant(value)
     if moment is None:
         raise ValueError(f"expected a date or time such as 2026-11-01, got {value!r}")
     return moment
+
+
+def _end_instant(value: Any) -> datetime:
+    return _instant(value, end=True)
 
 
 def _parse_event(raw: dict[str, Any], path: str, problems: Problems) -> EventCondition:
@@ -664,7 +701,7 @@ def _parse_event(raw: dict[str, Any], path: str, problems: Problems) -> EventCon
         value = raw["between"]
         if isinstance(value, list) and len(value) == 2:
             since = problems.convert(join(join(path, "between"), 0), value[0], _instant)
-            until = problems.convert(join(join(path, "between"), 1), value[1], _instant)
+            until = problems.convert(join(join(path, "between"), 1), value[1], _end_instant)
             if since and until and since > until:
                 problems.error(join(path, "between"), "the first date is after the second")
         else:
@@ -691,9 +728,8 @@ def parse_segment(raw: Any, problems: Problems, path: str = "") -> Segment | Non
         return None
     segment_id = _name(raw.get("segment"), join(path, "segment"), problems)
     rest = {k: v for k, v in raw.items() if k not in ("segment", "name", "description")}
-    condition = (
-        parse_condition(rest, path or "(condition)", problems) if rest else _missing(path, problems)
-    )
+    # The condition sits beside `segment:`, so its paths start at the document (`all[1].not`).
+    condition = parse_condition(rest, path, problems) if rest else _missing(path, problems)
     if not segment_id:
         return None
     return Segment(
@@ -702,5 +738,5 @@ def parse_segment(raw: Any, problems: Problems, path: str = "") -> Segment | Non
 
 
 def _missing(path: str, problems: Problems) -> Condition:
-    problems.error(path or "(file)", "a segment needs a condition: all, any, not, event, trait, …")
+    problems.error(path, "a segment needs a condition: all, any, not, event, trait, …")
     return All(())

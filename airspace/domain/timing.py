@@ -3,7 +3,8 @@
 A person's local time uses their time zone (`timezone_of`): the `timezone`
 trait, else the latest `context.timezone` of their events, else the
 workspace default. Local times that fall into a daylight-saving gap move
-forward to the first valid instant; in a repeated hour the first one counts.
+forward to the first valid instant (the end of the gap); in a repeated hour
+the first one counts.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 def parse_duration(value: Any) -> timedelta:
     """`30m`, `1h`, `7d`, `2w`, `45s` (or a number of seconds) as a timedelta."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 30m, 1h, 7d; got {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value)) if isinstance(value, str) else None
+        match = _DURATION.match(value) if isinstance(value, str) else None
         if match is None:
             raise ValueError(f"expected a duration such as 30m, 1h, 7d or 2w; got {value!r}")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
@@ -51,7 +50,11 @@ def parse_time_of_day(value: Any) -> time:
         hours, minutes = (int(part) for part in value.strip().split(":"))
         if hours < 24 and minutes < 60:
             return time(hours, minutes)
-    raise ValueError(f"expected a time of day such as 09:00; got {value!r}")
+    hint = ""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        # YAML 1.1 reads an unquoted 10:00 as the base-60 number 600.
+        hint = f" (YAML reads an unquoted {value // 60}:{value % 60:02d} as {value}; quote it)"
+    raise ValueError(f'expected a time of day such as "09:00"; got {value!r}{hint}')
 
 
 def zone(name: str | None, default: str) -> ZoneInfo:
@@ -71,16 +74,35 @@ def timezone_of(profile: Profile, default: str) -> ZoneInfo:
     return zone(trait if isinstance(trait, str) else profile.computed.timezone, default)
 
 
+def _wall(moment: datetime, tz: ZoneInfo) -> datetime:
+    return moment.astimezone(tz).replace(tzinfo=None)
+
+
 def local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
-    """The UTC instant of a local wall-clock time; a time skipped by DST moves forward."""
+    """The UTC instant of a local wall-clock time.
+
+    A time repeated when clocks go back is its first occurrence; a time skipped
+    when clocks go forward becomes the first instant after the gap (02:30 on a
+    night when 02:00 jumps to 03:00 is 03:00).
+    """
     naive = datetime.combine(day, at)
     for fold in (0, 1):
-        candidate = naive.replace(tzinfo=tz, fold=fold)
+        candidate = naive.replace(tzinfo=tz, fold=fold).astimezone(UTC)
         # A skipped time does not survive the round trip through UTC.
-        if candidate.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == naive:
-            return candidate.astimezone(UTC)
-    shifted = naive.replace(tzinfo=tz).astimezone(UTC)
-    return shifted
+        if _wall(candidate, tz) == naive:
+            return candidate
+    # In the gap, fold=1 reads the wall time with the offset after the jump (an
+    # instant before the gap) and fold=0 with the one before it (after the gap);
+    # the transition lies between: find it to the second.
+    before = int(naive.replace(tzinfo=tz, fold=1).astimezone(UTC).timestamp())
+    after = int(naive.replace(tzinfo=tz, fold=0).astimezone(UTC).timestamp()) + 1
+    while after - before > 1:
+        middle = (before + after) // 2
+        if _wall(datetime.fromtimestamp(middle, UTC), tz) >= naive:
+            after = middle
+        else:
+            before = middle
+    return datetime.fromtimestamp(after, UTC)
 
 
 def next_local_time(

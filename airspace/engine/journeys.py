@@ -23,7 +23,7 @@ from sqlalchemy import Connection, select, text
 from airspace.domain import controller, reactor, timing
 from airspace.domain.controller import Candidate, Decision, Policy, Recipient
 from airspace.domain.definitions import Workspace
-from airspace.domain.journeys import Enrollment, Journey
+from airspace.domain.journeys import CallWebhook, Enrollment, Journey
 from airspace.domain.profiles import Profile
 from airspace.domain.reactor import Input, PersonState, Reaction, TimerInput
 from airspace.store import definitions as defs_repo
@@ -120,6 +120,7 @@ class JourneyRuntime:
         capped = [j.id for j in ws.journeys.values() if j.entry_cap is not None]
         totals = repo.entered_totals(conn, capped)
         writes: list[PersonWrite] = []
+        webhooks: list[tuple[str, str, str, CallWebhook]] = []
         changed_profiles: list[Profile] = []
         for pid in pids:
             profile = profiles[pid]
@@ -140,6 +141,9 @@ class JourneyRuntime:
                 inputs += [TimerInput("segment", sid, now) for sid in ws.segments]
             reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
             writes.append(self._person_write(ws, pid, reaction))
+            for call in reaction.webhooks:
+                journey_id = reaction.enrollments[call.enrollment_id].journey_id
+                webhooks.append((pid, new_id(now), journey_id, call))
             if reaction.traits:
                 changed_profiles.append(_with_traits(profile, reaction.traits, now))
             stats.enrollments += sum(
@@ -149,6 +153,7 @@ class JourneyRuntime:
             stats.entered += len(reaction.entered)
             stats.exited += len(reaction.exited)
         repo.write_people(conn, writes, now)
+        repo.queue_webhooks(conn, webhooks, now)
         if changed_profiles:
             identity_repo.save_profiles(conn, changed_profiles, now)
         stats.sent += self._decide_or_schedule(conn, ws, writes, now)

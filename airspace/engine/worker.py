@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from airspace import metrics
+from airspace.channels.base import Channel, DeliveryResult, OutboundMessage
+from airspace.channels.webhook import WebhookChannel
 from airspace.domain.clock import Clock
 from airspace.domain.identity import IdentityRules
 from airspace.engine.apply import ApplyContext, BatchResult, apply_batch
 from airspace.engine.journeys import JourneyRuntime, ReactStats, sync_schedules
 from airspace.engine.segments import record_sizes
 from airspace.store import identity as repo
+from airspace.store import journeys as journeys_repo
 from airspace.store.database import Database
 from airspace.store.inbox import Refused, prune_message_ids, quarantine
 
@@ -49,6 +52,33 @@ class Worker:
         self.config = config
         self._last_prune: datetime | None = None
         self.journeys = JourneyRuntime(db)
+        self.channels: dict[str, Channel] = {"webhook": WebhookChannel()}
+
+    def deliver(self, limit: int = 100) -> int:
+        """Hand pending outbound messages (webhooks) to their channels, outside any
+        transaction; return how many were handled. A sender that dies mid-way leaves the
+        message `sending`; it is retried with the same idempotency key after a while."""
+        now = self.clock.now()
+        with self.db.write() as conn:
+            outgoing = journeys_repo.claim_outgoing(
+                conn, self.db, now, limit, now - timedelta(minutes=5)
+            )
+        for message in outgoing:
+            channel = self.channels.get(message.channel)
+            if channel is None:
+                result = DeliveryResult(False, f"no adapter for channel {message.channel}")
+            else:
+                result = channel.deliver(
+                    OutboundMessage(
+                        message.idempotency_key, message.channel, message.address, message.body
+                    )
+                )
+            status = "delivered" if result.delivered else ("pending" if result.retry else "failed")
+            with self.db.write() as conn:
+                journeys_repo.record_delivery(
+                    conn, message.id, status, result.detail, self.clock.now()
+                )
+        return len(outgoing)
 
     def run_timers(self, limit: int | None = None) -> ReactStats:
         """Carry out due timers (wake-ups, re-checks, schedules, decisions) in one batch."""
@@ -147,6 +177,7 @@ class Worker:
                 self.maintain()
                 result = self.run_once()
                 timers = self.run_timers()
+                self.deliver()
                 failures = 0
             except Exception as error:
                 failures += 1

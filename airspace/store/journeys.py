@@ -13,7 +13,7 @@ from sqlalchemy import Connection, and_, delete, insert, or_, select, text, upda
 from sqlalchemy.dialects import postgresql, sqlite
 
 from airspace.domain.controller import Candidate, Decision, Sent
-from airspace.domain.journeys import Enrollment, Propose, Withdraw
+from airspace.domain.journeys import CallWebhook, Enrollment, Propose, Withdraw
 from airspace.domain.segments import EventCondition
 from airspace.store.database import Database
 from airspace.store.tables import (
@@ -450,7 +450,7 @@ def write_decisions(
         if decision.outcome == "send" and decision.channel is not None:
             messages.append(
                 {
-                    "idempotency_key": f"{candidate.enrollment_id}:{candidate.step_id}",
+                    "idempotency_key": candidate.id,
                     "profile_id": candidate.profile_id,
                     "candidate_id": candidate.id,
                     "journey_id": candidate.journey_id,
@@ -473,6 +473,100 @@ def write_decisions(
             ),
             messages,
         )
+
+
+def queue_webhooks(
+    conn: Connection, calls: Sequence[tuple[str, str, str, CallWebhook]], now: datetime
+) -> None:
+    """Webhook calls to make after commit: (profile id, call id, journey id, call)."""
+    if not calls:
+        return
+    conn.execute(
+        insert(core(MessageRow)),
+        [
+            {
+                "idempotency_key": call_id,
+                "profile_id": pid,
+                "candidate_id": None,
+                "journey_id": journey_id,
+                "step_id": call.step_id,
+                "channel": "webhook",
+                "address": call.url,
+                "topic": None,
+                "content": call.step_id,
+                "body": {
+                    "method": call.method,
+                    "json": {
+                        "profile_id": pid,
+                        "journey_id": journey_id,
+                        "enrollment_id": call.enrollment_id,
+                        "step_id": call.step_id,
+                        "data": dict(call.body),
+                    },
+                },
+                "transactional": True,
+                "status": "pending",
+                "sent_at": now,
+            }
+            for pid, call_id, journey_id, call in calls
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message a channel adapter must deliver after commit."""
+
+    id: int
+    idempotency_key: str
+    channel: str
+    address: str
+    body: dict[str, Any]
+
+
+def claim_outgoing(
+    conn: Connection, db: Database, now: datetime, limit: int, stale: datetime
+) -> list[Outgoing]:
+    """Pending deliveries (and ones whose sender died before recording the result)."""
+    query = (
+        select(
+            MessageRow.id,
+            MessageRow.idempotency_key,
+            MessageRow.channel,
+            MessageRow.address,
+            MessageRow.body,
+        )
+        .where(
+            or_(
+                MessageRow.status == "pending",
+                and_(MessageRow.status == "sending", MessageRow.sent_at < stale),
+            )
+        )
+        .order_by(MessageRow.id)
+        .limit(limit)
+    )
+    if db.is_postgres:
+        query = query.with_for_update(skip_locked=True)
+    rows = conn.execute(query).all()
+    if rows:
+        conn.execute(
+            update(core(MessageRow))
+            .where(MessageRow.id.in_([r.id for r in rows]))
+            .values(status="sending", sent_at=now)
+        )
+    return [Outgoing(r.id, r.idempotency_key, r.channel, r.address, r.body) for r in rows]
+
+
+def record_delivery(
+    conn: Connection, message_id: int, status: str, detail: str, now: datetime
+) -> None:
+    """The channel's answer for one message."""
+    body = conn.execute(select(MessageRow.body).where(MessageRow.id == message_id)).scalar() or {}
+    conn.execute(
+        update(core(MessageRow))
+        .where(MessageRow.id == message_id)
+        .values(status=status, sent_at=now, body={**body, "result": detail})
+    )
 
 
 # --- merges and erasure -----------------------------------------------------------------

@@ -185,3 +185,164 @@ def test_win_back_enters_when_ninety_days_pass_and_exits_on_order(
     worker.drain()
     assert [m.content for m in rows(services, MessageRow)] == ["win-back-1"]
     assert rows(services, CandidateRow, status="pending") == []
+
+
+def put(services: Services, *yaml_texts: str) -> None:
+    """Apply definitions given as YAML text on top of what is stored."""
+    files = {
+        "settings.yaml" if "controller:" in text else f"doc{i}.yaml": text
+        for i, text in enumerate(yaml_texts)
+    }
+    problems = Problems()
+    docs = documents_from_files(files, problems)
+    assert not problems.items
+    apply(services.db, docs, services.clock.now(), complete=False)
+
+
+class Receiver:
+    """A real HTTP server that records what it receives and answers with given codes."""
+
+    def __init__(self, codes: list[int]) -> None:
+        import http.server
+        import threading
+
+        self.received: list[tuple[dict[str, str], dict]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                import json
+
+                receiver.received.append((dict(self.headers), json.loads(self.rfile.read(length))))
+                self.send_response(codes.pop(0) if codes else 200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_webhook_step_calls_the_url_after_commit_and_retries_with_the_same_key(
+    services: Services, send: Send, clock: SimulatedClock
+) -> None:
+    receiver = Receiver([503])
+    try:
+        put(
+            services,
+            f"""
+journey: crm-sync
+entry: {{event: Signed Up}}
+holdout: 0
+steps:
+  - webhook: {{url: "{receiver.url}", body: {{list: newcomers}}}}
+""",
+        )
+        worker = services.worker()
+        send({"type": "track", "userId": "dee", "event": "Signed Up"})
+        worker.drain()
+        [message] = rows(services, MessageRow, channel="webhook")
+        assert message.status == "pending"
+        assert worker.deliver() == 1
+        [message] = rows(services, MessageRow, channel="webhook")
+        assert message.status == "pending"  # 503: retried
+        assert worker.deliver() == 1
+        [message] = rows(services, MessageRow, channel="webhook")
+        assert message.status == "delivered"
+        assert len(receiver.received) == 2
+        keys = {headers["Idempotency-Key"] for headers, _ in receiver.received}
+        assert keys == {message.idempotency_key}
+        body = receiver.received[-1][1]
+        assert (body["journey_id"], body["data"]) == ("crm-sync", {"list": "newcomers"})
+        assert body["profile_id"] == message.profile_id
+    finally:
+        receiver.close()
+
+
+def test_scheduled_journey_enrolls_the_segment_at_local_time(
+    services: Services, send: Send, clock: SimulatedClock
+) -> None:
+    put(
+        services,
+        """
+segment: newsletter-readers
+event: Newsletter Opened
+""",
+        """
+journey: weekly-digest
+entry:
+  schedule: {cron: "0 9 * * MON", local_time: "09:00"}
+  segment: newsletter-readers
+holdout: 0
+steps:
+  - message: {channels: [email], content: digest}
+""",
+        """
+timezone: UTC
+controller: {decision_window: 0s, global_control: 0%}
+""",
+    )
+    worker = services.worker()
+    send(
+        {
+            "type": "identify",
+            "userId": "paris",
+            "traits": {"email": "p@example.com", "timezone": "Europe/Paris"},
+        },
+        {
+            "type": "identify",
+            "userId": "ny",
+            "traits": {"email": "n@example.com", "timezone": "America/New_York"},
+        },
+        {"type": "track", "userId": "paris", "event": "Newsletter Opened"},
+        {"type": "track", "userId": "ny", "event": "Newsletter Opened"},
+        {"type": "identify", "userId": "nobody", "traits": {"email": "x@example.com"}},
+    )
+    worker.drain()
+    # The clock starts on Monday 2026-11-02 09:00 UTC: the next run is Monday 9 November.
+    sent: dict[str, object] = {}
+    for _ in range(7 * 24 * 4 + 40):
+        clock.advance(timedelta(minutes=15))
+        worker.drain()
+        for m in rows(services, MessageRow):
+            sent.setdefault(m.address, m.sent_at)
+    assert sent == {
+        "p@example.com": clock.now().replace(year=2026, month=11, day=9, hour=8, minute=0),
+        "n@example.com": clock.now().replace(year=2026, month=11, day=9, hour=14, minute=0),
+    }
+
+
+def test_birthday_greeting_at_nine_local_time(
+    services: Services, send: Send, clock: SimulatedClock, workspace: None
+) -> None:
+    worker = services.worker()
+    send(
+        {
+            "type": "identify",
+            "userId": "eve",
+            "traits": {
+                "email": "eve@example.com",
+                "birthday": "1990-11-04",
+                "timezone": "Asia/Tokyo",
+            },
+        }
+    )
+    worker.drain()
+    [timer] = rows(services, TimerRow, kind="anniversary")
+    assert timer.due_at == clock.now().replace(day=4, hour=0, minute=0)  # 09:00 in Tokyo
+    clock.set(timer.due_at - timedelta(seconds=1))
+    worker.drain()
+    assert rows(services, MessageRow) == []
+    clock.advance(timedelta(seconds=1))
+    worker.drain()
+    [message] = rows(services, MessageRow)
+    assert (message.content, message.sent_at) == ("birthday-greeting", timer.due_at)
+    [timer] = rows(services, TimerRow, kind="anniversary")
+    assert timer.due_at.year == 2027
