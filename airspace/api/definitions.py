@@ -4,10 +4,16 @@ and what they produce: segment members and sizes, enrollments, captured messages
 Definitions are sent as YAML (`application/yaml`, `text/yaml`) or JSON, exactly
 as in a definitions folder, and go through the same validation as
 `airspace validate`: every problem at once, with its path.
+
+The routes with a fixed path (`/messages`, `/settings`, `/definitions/...`) come before
+the generic `/{kinds}/...` ones: the router tries routes in order, and `/{kinds}` would
+otherwise answer `GET /messages` with "kinds should be segments, journeys, ...".
 """
 
 from __future__ import annotations
 
+import math
+from datetime import date
 from typing import Annotated, Any, Literal, cast
 
 import orjson
@@ -17,13 +23,20 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from airspace.api.admin import Page, Svc, admin_key
-from airspace.domain.definitions import Document, Kind, load_documents
+from airspace.domain.definitions import Document, Kind, load_documents, load_yaml
 from airspace.domain.errors import InvalidInput, LimitExceeded, MalformedJson
+from airspace.domain.problems import join, kind_of
 from airspace.engine import definitions as engine
 from airspace.store import definitions as repo
 from airspace.store import journey_admin as queries
 
 MAX_DEFINITION_BYTES = 1024 * 1024
+# What a body may become once parsed: YAML aliases repeat what they point to, so a few
+# kilobytes can stand for gigabytes ("billion laughs"), or for a structure that contains
+# itself; both would hang or crash the parsers and the JSON encoder downstream.
+MAX_EXPANDED_BYTES = 4 * MAX_DEFINITION_BYTES
+MAX_DEPTH = 64
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
 PLURALS: dict[str, Kind] = {
     "segments": "segment",
     "journeys": "journey",
@@ -75,6 +88,7 @@ class AppliedPublic(BaseModel):
 
 
 async def _document_body(request: Request) -> Any:
+    """The parsed body (JSON or YAML), refused whole if it is too big or not data."""
     size = 0
     chunks: list[bytes] = []
     async for chunk in request.stream():
@@ -89,22 +103,110 @@ async def _document_body(request: Request) -> Any:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("application/json", ""):
         try:
-            return orjson.loads(raw)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as error:
             raise MalformedJson(f"the body is not valid JSON: {error}") from None
-    if content_type in ("application/yaml", "application/x-yaml", "text/yaml", "text/plain"):
-        try:
-            return yaml.safe_load(raw.decode("utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise InvalidInput(f"the body is not valid YAML: {error}") from None
-    raise InvalidInput(
-        f"send the definition as application/json or application/yaml, not {content_type!r}"
-    )
+    elif content_type in YAML_TYPES:
+        body = _yaml_body(raw)
+    else:
+        raise InvalidInput(
+            f"send the definition with Content-Type application/yaml or application/json, "
+            f"not {content_type!r}"
+        )
+    _check_storable(body)
+    return body
+
+
+def _yaml_body(raw: bytes) -> Any:
+    """One YAML document as it is; several (`---`) as a list, as for validate."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidInput(
+            f"the body is not UTF-8 text: byte 0x{raw[error.start]:02x} at position {error.start}"
+        ) from None
+    try:
+        documents = load_yaml(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise InvalidInput(f"the body is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise InvalidInput(
+            f"the body is nested too deeply; a definition nests at most {MAX_DEPTH} levels"
+        ) from None
+    except ValueError as error:  # e.g. an integer of more than 4,300 digits
+        raise InvalidInput(f"the body has a value YAML cannot read: {error}") from None
+    if not documents:
+        raise InvalidInput("the body is empty; send a definition")
+    return documents[0] if len(documents) == 1 else documents
+
+
+def _check_storable(body: Any) -> None:
+    """Refuse what cannot be stored as JSON, with its path: YAML-only types (`!!set`,
+    `!!binary`), keys that are not text, NUL characters, numbers JSON cannot hold, and
+    structures too deep or too big once YAML aliases are expanded."""
+    budget = MAX_EXPANDED_BYTES
+    stack: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        where = path or "the definition"
+        if depth > MAX_DEPTH:
+            raise InvalidInput(
+                f"{where} is nested more than {MAX_DEPTH} levels deep "
+                f"(a YAML alias that contains itself?)"
+            )
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if not isinstance(key, str):
+                    raise InvalidInput(f"{where} has the key {kind_of(key)}; keys must be text")
+                _check_text(key, f"a key of {where}")
+                budget -= len(key) + 4
+                stack.append((inner, join(path, key), depth + 1))
+        elif isinstance(value, list):
+            budget -= len(value)
+            stack.extend((inner, join(path, i), depth + 1) for i, inner in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, where)
+            budget -= len(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput(f"{where} is {value}; expected a finite number")
+        elif (
+            isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64
+        ):
+            raise InvalidInput(f"{where} is a number too large to store (at most 20 digits)")
+        elif not isinstance(value, bool | int | float | date) and value is not None:
+            raise InvalidInput(
+                f"{where} is a {type(value).__name__} (a YAML tag such as !!set or !!binary); "
+                f"use text, numbers, true/false, lists and mappings"
+            )
+        budget -= 8
+        if budget < 0:
+            raise LimitExceeded(
+                "request_too_large",
+                f"the definition expands to more than {MAX_EXPANDED_BYTES} bytes once YAML "
+                f"aliases are repeated; the limit is {MAX_EXPANDED_BYTES}",
+            )
+
+
+def _check_text(text: str, where: str) -> None:
+    if "\x00" in text:
+        raise InvalidInput(f"{where} contains the NUL character (\\u0000), which cannot be stored")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{where} contains a lone surrogate, which is not text") from None
 
 
 def _document(kind: Kind, ref: str, body: Any) -> Document:
+    if isinstance(body, list):
+        raise InvalidInput(
+            f"a {kind} definition is one mapping (object), not a list of {len(body)}; send one "
+            f"per request (validate takes several, `airspace apply` a folder)"
+        )
     if not isinstance(body, dict):
-        raise InvalidInput(f"a {kind} definition is a mapping (object), not {type(body).__name__}")
+        raise InvalidInput(f"a {kind} definition is a mapping (object), not {kind_of(body)}")
     if kind != "settings":
         given = body.get(kind, ref)
         if given != ref:
@@ -131,6 +233,11 @@ def _applied(db: Any, document: Document, now: Any) -> AppliedPublic:
     )
 
 
+def _valid_id(value: str) -> bool:
+    """The ids `airspace validate` accepts."""
+    return 0 < len(value) <= 100 and all(c.isalnum() or c in "-_." for c in value)
+
+
 @router.post(
     "/definitions/validate",
     summary="Check definitions without storing them",
@@ -151,18 +258,27 @@ async def validate(request: Request, services: Svc) -> list[ProblemPublic]:
     documents = []
     problems: list[ProblemPublic] = []
     for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            problems.append(
+                ProblemPublic(
+                    path=f"[{index}]",
+                    message=f"expected a definition (a mapping), got {kind_of(item)}",
+                    level="error",
+                )
+            )
+            continue
         kind = next(
-            (
-                k
-                for k in ("segment", "journey", "topic", "store", "region")
-                if isinstance(item, dict) and k in item
-            ),
+            (k for k in ("segment", "journey", "topic", "store", "region") if k in item),
             "settings",
         )
-        ref = item.get(kind) if isinstance(item, dict) and kind != "settings" else "settings"
-        if not isinstance(ref, str):
+        ref = item.get(kind) if kind != "settings" else "settings"
+        if not isinstance(ref, str) or not _valid_id(ref):
             problems.append(
-                ProblemPublic(path=f"[{index}]", message=f"{kind} needs a text id", level="error")
+                ProblemPublic(
+                    path=f"[{index}].{kind}",
+                    message="expected an id of letters, digits, '-', '_' or '.' (at most 100)",
+                    level="error",
+                )
             )
             continue
         documents.append(_document(cast(Kind, kind), ref, item))
@@ -193,46 +309,13 @@ async def put_settings(request: Request, services: Svc) -> AppliedPublic:
     return await run_in_threadpool(_applied, services.db, document, services.clock.now())
 
 
-@router.put(
-    "/{kinds}/{ref}", summary="Create or update a definition (a new version)", openapi_extra=_BODY
-)
-async def put_definition(
-    request: Request, services: Svc, kinds: KindPath, ref: DefinitionId
-) -> AppliedPublic:
-    document = _document(PLURALS[kinds], ref, await _document_body(request))
-    return await run_in_threadpool(_applied, services.db, document, services.clock.now())
-
-
-@router.get("/{kinds}", summary="The live definitions of one kind")
-async def list_kind(services: Svc, kinds: KindPath) -> list[dict[str, Any]]:
+@router.get("/settings", summary="The workspace settings with all their versions, newest first")
+async def get_settings(services: Svc) -> list[dict[str, Any]]:
     def read() -> list[dict[str, Any]]:
         with services.db.read() as conn:
-            return [d.as_json() for d in repo.live(conn, PLURALS[kinds])]
+            return [d.as_json() for d in repo.history(conn, "settings", "settings")]
 
     return await run_in_threadpool(read)
-
-
-@router.get("/{kinds}/{ref}", summary="A definition with all its versions, newest first")
-async def get_definition(services: Svc, kinds: KindPath, ref: DefinitionId) -> list[dict[str, Any]]:
-    def read() -> list[dict[str, Any]]:
-        with services.db.read() as conn:
-            return [d.as_json() for d in repo.history(conn, PLURALS[kinds], ref)]
-
-    return await run_in_threadpool(read)
-
-
-@router.post("/{kinds}/{ref}/{action}", summary="Pause, resume or archive a definition")
-async def change_status(
-    services: Svc,
-    kinds: KindPath,
-    ref: DefinitionId,
-    action: Annotated[Literal["pause", "resume", "archive"], Path(description="What to do")],
-) -> dict[str, Any]:
-    status = {"pause": "paused", "resume": "active", "archive": "archived"}[action]
-    stored = await run_in_threadpool(
-        engine.set_status, services.db, PLURALS[kinds], ref, status, services.clock.now()
-    )
-    return stored.as_json()
 
 
 @router.get("/segments/{ref}/members", summary="Who is in a segment now")
@@ -294,3 +377,70 @@ async def all_messages(
 ) -> Page:
     items = await run_in_threadpool(queries.messages, services.db, None, after_id, limit)
     return Page(items=items, next_after_id=items[-1]["id"] if len(items) == limit else None)
+
+
+# --- the generic routes, last (see the module docstring) ---------------------------------
+
+
+@router.put(
+    "/{kinds}/{ref}", summary="Create or update a definition (a new version)", openapi_extra=_BODY
+)
+async def put_definition(
+    request: Request, services: Svc, kinds: KindPath, ref: DefinitionId
+) -> AppliedPublic:
+    document = _document(PLURALS[kinds], ref, await _document_body(request))
+    return await run_in_threadpool(_applied, services.db, document, services.clock.now())
+
+
+@router.get("/{kinds}", summary="The live definitions of one kind")
+async def list_kind(services: Svc, kinds: KindPath) -> list[dict[str, Any]]:
+    def read() -> list[dict[str, Any]]:
+        with services.db.read() as conn:
+            return [d.as_json() for d in repo.live(conn, PLURALS[kinds])]
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/{kinds}/{ref}", summary="A definition with all its versions, newest first")
+async def get_definition(services: Svc, kinds: KindPath, ref: DefinitionId) -> list[dict[str, Any]]:
+    def read() -> list[dict[str, Any]]:
+        with services.db.read() as conn:
+            return [d.as_json() for d in repo.history(conn, PLURALS[kinds], ref)]
+
+    return await run_in_threadpool(read)
+
+
+def _set_status(db: Any, kind: Kind, ref: str, status: str, now: Any) -> repo.StoredDefinition:
+    """Change a status unless that leaves a live definition referring to something gone
+    (archiving a segment a journey uses, resuming a journey whose segment is archived):
+    the broken one would refuse every later change to the workspace."""
+    with db.read() as conn:
+        latest = repo.history(conn, kind, ref)[0]
+        before = repo.documents(repo.live(conn))
+    after = [d for d in before if (d.kind, d.id) != (kind, ref)]
+    if status != "archived":
+        after += repo.documents([latest])
+    known = set(load_documents(before)[1])
+    broken = [p for p in load_documents(after)[1] if p.level == "error" and p not in known]
+    if broken:
+        verb = {"archived": "archiving", "paused": "pausing", "active": "resuming"}[status]
+        listed = "; ".join(str(p) for p in broken)
+        raise InvalidInput(
+            f"{verb} {kind} {ref!r} would leave {len(broken)} problem(s): {listed}; "
+            f"change or archive what refers to it first"
+        )
+    return engine.set_status(db, kind, ref, status, now)
+
+
+@router.post("/{kinds}/{ref}/{action}", summary="Pause, resume or archive a definition")
+async def change_status(
+    services: Svc,
+    kinds: KindPath,
+    ref: DefinitionId,
+    action: Annotated[Literal["pause", "resume", "archive"], Path(description="What to do")],
+) -> dict[str, Any]:
+    status = {"pause": "paused", "resume": "active", "archive": "archived"}[action]
+    stored = await run_in_threadpool(
+        _set_status, services.db, PLURALS[kinds], ref, status, services.clock.now()
+    )
+    return stored.as_json()

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from airspace.domain import consent as consent_rules
+from airspace.domain import timing
 from airspace.domain.consent import ConsentRecord, Topic
 from airspace.domain.definitions import Cap, WorkspaceSettings
 
 Outcome = Literal["send", "defer", "suppress"]
+NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +147,11 @@ def rule_caps(
             _in_scope(cap, channel, candidate.journey_id, candidate.topic)
             and len(counted) >= cap.max
         ):
-            frees = counted[len(counted) - cap.max] + cap.per if cap.max else now + cap.per
-            blocked.append((f"cap {cap.scope} {cap.max} per {cap.per} reached", frees))
+            # The cap frees when the oldest message that keeps it full leaves the window;
+            # a cap of 0 never frees.
+            frees = counted[len(counted) - cap.max] + cap.per if cap.max else NEVER
+            per = timing.format_duration(cap.per)
+            blocked.append((f"cap {cap.scope} {cap.max} per {per} reached", frees))
     if not blocked:
         return None
     return max(blocked, key=lambda b: b[1])

@@ -8,6 +8,7 @@ nothing uses. `diff` compares two workspaces for `airspace apply`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
@@ -20,7 +21,7 @@ from airspace.domain import timing
 from airspace.domain.consent import CHANNELS, Topic
 from airspace.domain.journey_parser import parse_journey, parse_share
 from airspace.domain.journeys import Journey
-from airspace.domain.problems import Problem, Problems, join, kind_of
+from airspace.domain.problems import Problem, Problems, join, kind_of, shown
 from airspace.domain.segments import (
     All,
     AnyOf,
@@ -126,35 +127,73 @@ class Workspace:
 
     def segment_order(self) -> list[str]:
         """Segments ordered so that a segment comes after those it refers to."""
+        cached: list[str] | None = self.__dict__.get("_segment_order")
+        if cached is None:
+            cached = self._order_segments()
+            object.__setattr__(self, "_segment_order", cached)
+        return list(cached)
+
+    def _order_segments(self) -> list[str]:
         done: list[str] = []
         seen: set[str] = set()
-
-        def visit(sid: str) -> None:
-            if sid in seen or sid not in self.segments:
-                return
-            seen.add(sid)
-            for dep in sorted(self.segments[sid].dependencies.segments):
-                visit(dep)
-            done.append(sid)
-
-        for sid in sorted(self.segments):
-            visit(sid)
+        for start in sorted(self.segments):
+            if start in seen:
+                continue
+            # Depth-first without recursion: (segment, its references not yet visited).
+            seen.add(start)
+            path = [(start, sorted(self.segments[start].dependencies.segments))]
+            while path:
+                sid, deps = path[-1]
+                if not deps:
+                    path.pop()
+                    done.append(sid)
+                    continue
+                dep = deps.pop(0)
+                if dep not in seen and dep in self.segments:
+                    seen.add(dep)
+                    path.append((dep, sorted(self.segments[dep].dependencies.segments)))
         return done
 
 
 # --- reading documents -------------------------------------------------------------------
 
 
+class DefinitionLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true / false. In YAML 1.1 `on`, `off`, `yes`, `no` are
+    booleans too, which would turn `on: exit` into `True: exit` and `country: NO` into
+    `country: false`."""
+
+
+DefinitionLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+DefinitionLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def load_yaml(text: str) -> list[Any]:
+    """Every document of a YAML text (YAML 1.2 booleans, no custom tags)."""
+    return list(yaml.load_all(text, Loader=DefinitionLoader))
+
+
 def read_yaml(source: str, text: str, problems: Problems) -> list[Any]:
     """The YAML documents of one file (several may be separated by `---`)."""
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in load_yaml(text) if doc is not None]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
         problems.error(source, f"not valid YAML{where}: {problem}")
-        return []
+    except RecursionError:
+        problems.error(source, "not valid YAML: nested too deeply")
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        problems.error(source, f"not valid YAML: {error}")
+    return []
 
 
 def kind_of_document(body: Any, source: str) -> Kind | None:
@@ -321,30 +360,29 @@ def segment_references(condition: Condition, path: str = "") -> Iterator[tuple[s
 
 
 def _segment_cycle(workspace: Workspace) -> list[str]:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(sid: str) -> list[str]:
-        state[sid] = 1
-        stack.append(sid)
-        for dep in sorted(workspace.segments[sid].dependencies.segments):
-            if dep not in workspace.segments:
+    """The first loop of segment references (`a → b → a`), or nothing."""
+    segments = workspace.segments
+    done: set[str] = set()
+    for start in sorted(segments):
+        if start in done:
+            continue
+        # Depth-first without recursion: (segment, its references not yet visited).
+        path = [(start, sorted(segments[start].dependencies.segments))]
+        on_path = {start}
+        while path:
+            sid, deps = path[-1]
+            if not deps:
+                path.pop()
+                on_path.discard(sid)
+                done.add(sid)
                 continue
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[sid] = 2
-        return []
-
-    for sid in sorted(workspace.segments):
-        if sid not in state:
-            found = visit(sid)
-            if found:
-                return found
+            dep = deps.pop(0)
+            if dep in on_path:
+                loop = [s for s, _ in path]
+                return [*loop[loop.index(dep) :], dep]
+            if dep in segments and dep not in done:
+                path.append((dep, sorted(segments[dep].dependencies.segments)))
+                on_path.add(dep)
     return []
 
 
@@ -357,7 +395,7 @@ def _parse_topic(body: dict[str, Any], problems: Problems) -> Topic | None:
     if kind not in ("opt_in", "opt_out"):
         problems.error("kind", "expected opt_in or opt_out")
         kind = "opt_out"
-    return Topic(body["topic"], kind, str(body.get("description", "")))
+    return Topic(body["topic"], kind, problems.text("description", body.get("description"), ""))
 
 
 def _number(
@@ -383,7 +421,7 @@ def _timezone(body: Mapping[str, Any], key: str, problems: Problems) -> str | No
         return None
     if not isinstance(value, str) or not value or timing.zone(value, "").key != value:
         problems.error(
-            key, f"unknown time zone {value!r}; expected an IANA name such as Europe/Paris"
+            key, f"unknown time zone {shown(value)}; expected an IANA name such as Europe/Paris"
         )
         return None
     return value
@@ -395,7 +433,7 @@ def _parse_store(body: dict[str, Any], problems: Problems) -> Store:
     )
     return Store(
         id=body["store"],
-        name=str(body.get("name") or body["store"]),
+        name=problems.text("name", body.get("name"), body["store"]),
         latitude=_number(body, "latitude", problems, -90, 90),
         longitude=_number(body, "longitude", problems, -180, 180),
         radius_m=_number(body, "radius_m", problems, 1, 100_000) if "radius_m" in body else 100.0,
@@ -408,7 +446,7 @@ def _parse_region(body: dict[str, Any], problems: Problems) -> Region:
     problems.mapping("", body, {"region", "name", "timezone"})
     return Region(
         body["region"],
-        str(body.get("name") or body["region"]),
+        problems.text("name", body.get("name"), body["region"]),
         _timezone(body, "timezone", problems),
     )
 

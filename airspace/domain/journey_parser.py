@@ -19,7 +19,7 @@ from airspace.domain.journeys import (
     Message,
     Step,
 )
-from airspace.domain.problems import Problems, join, kind_of
+from airspace.domain.problems import Problems, join, kind_of, larger_than, shown
 from airspace.domain.segments import Condition, _parse_where, parse_condition
 
 _STEP_KINDS = (
@@ -51,6 +51,7 @@ _JOURNEY_FIELDS = {
     "migrate",
 }
 MAX_STEPS = 200
+MAX_VALUES = 10_000  # in a step's free-form traits or webhook body
 
 
 def parse_share(value: Any) -> float:
@@ -59,13 +60,13 @@ def parse_share(value: Any) -> float:
         try:
             share = float(value.strip()[:-1]) / 100
         except ValueError:
-            raise ValueError(f"expected a percentage such as 10%; got {value!r}") from None
+            raise ValueError(f"expected a percentage such as 10%; got {shown(value)}") from None
     elif isinstance(value, int | float) and not isinstance(value, bool):
         share = float(value)
     else:
-        raise ValueError(f"expected a percentage such as 10%; got {value!r}")
+        raise ValueError(f"expected a percentage such as 10%; got {shown(value)}")
     if not 0 <= share <= 1:
-        raise ValueError(f"expected a share from 0% to 100%; got {value!r}")
+        raise ValueError(f"expected a share from 0% to 100%; got {shown(value)}")
     return share
 
 
@@ -115,17 +116,24 @@ def _instant(value: Any) -> datetime:
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     moment = timing.as_instant(value)
     if moment is None:
-        raise ValueError(f"expected a time such as 2026-12-01T09:00:00Z, got {value!r}")
+        raise ValueError(f"expected a time such as 2026-12-01T09:00:00Z, got {shown(value)}")
     return moment
 
 
 def _cron(value: Any) -> str:
     if not isinstance(value, str) or not croniter.is_valid(value):
-        raise ValueError(f"expected a cron expression such as '0 9 * * MON', got {value!r}")
+        raise ValueError(f"expected a cron expression such as '0 9 * * MON', got {shown(value)}")
     return value
 
 
+def _with_on(raw: dict[Any, Any]) -> dict[Any, Any]:
+    """YAML 1.1 reads an unquoted `on:` key as true; read it back as `on`."""
+    return {("on" if key is True else key): value for key, value in raw.items()}
+
+
 def parse_entry(raw: Any, path: str, problems: Problems) -> Entry:
+    if isinstance(raw, dict):
+        raw = _with_on(raw)
     if not isinstance(raw, dict):
         problems.error(path, "expected one of: event, segment, schedule, anniversary")
         return Entry("event")
@@ -205,6 +213,8 @@ def _parse_exit(raw: Any, path: str, problems: Problems) -> list[ExitRule]:
     rules = []
     for i, item in enumerate(raw):
         where = join(path, i)
+        if isinstance(item, dict):
+            item = _with_on(item)
         if isinstance(item, dict) and "segment" in item:
             problems.mapping(where, item, {"segment", "on"})
             if item.get("on", "exit") != "exit":
@@ -262,8 +272,8 @@ def parse_journey(raw: Any, problems: Problems, path: str = "") -> Journey | Non
         id=journey_id,
         steps=tuple(steps),
         entry=entry,
-        name=str(raw.get("name") or journey_id),
-        description=str(raw.get("description", "")),
+        name=problems.text(join(path, "name"), raw.get("name"), journey_id),
+        description=problems.text(join(path, "description"), raw.get("description"), ""),
         topic=topic,
         transactional=transactional,
         re_entry=cast(Literal["never", "always", "after"], re_entry),
@@ -298,9 +308,10 @@ def _parse_steps(
         default_next = END
         if i + 1 < len(raw):
             following = raw[i + 1]
-            default_next = (
-                str(following.get("id", f"step-{i + 2}")) if isinstance(following, dict) else END
+            following_id = (
+                following.get("id", f"step-{i + 2}") if isinstance(following, dict) else END
             )
+            default_next = following_id if isinstance(following_id, str) else END
         step = _parse_step(
             item, join(path, i), problems, f"step-{i + 1}", default_next, topic, transactional
         )
@@ -349,10 +360,16 @@ def _parse_step(
     return step
 
 
+def _step_wait_until(base: Step, value: Any, where: str, problems: Problems, *_: Any) -> Step:
+    """`wait_until: "10:00"`, or the same mapping as `wait: {until, weekdays}`."""
+    if isinstance(value, dict):
+        return _step_wait(base, value, where, problems)
+    until = problems.convert(where, value, timing.parse_time_of_day)
+    return Step(id=base.id, kind="wait_until", next=base.next, until=until)
+
+
 def _step_wait(base: Step, value: Any, where: str, problems: Problems, *_: Any) -> Step:
-    """`wait: 2d`, `wait: {until: "10:00", weekdays: [mon]}`, or `wait_until: "10:00"`."""
-    if where.endswith(".wait_until") and not isinstance(value, dict):
-        value = {"until": value}
+    """`wait: 2d`, or `wait: {until: "10:00", weekdays: [mon, tue]}` (local time)."""
     if isinstance(value, dict):
         spec = problems.mapping(where, value, {"until", "weekdays"})
         until = problems.convert(join(where, "until"), spec.get("until"), timing.parse_time_of_day)
@@ -460,7 +477,7 @@ def _step_message(
         if channel not in CHANNELS:
             problems.error(
                 join(join(where, "channels"), i),
-                f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}",
+                f"unknown channel {shown(channel)}; expected one of {', '.join(CHANNELS)}",
             )
     content = _text(spec.get("content"), join(where, "content"), problems)
     message_value = spec.get("value")
@@ -496,6 +513,9 @@ def _step_update(base: Step, value: Any, where: str, problems: Problems, *_: Any
     if not isinstance(traits, dict) or not traits:
         problems.error(join(where, "traits"), "expected a mapping of trait: value")
         traits = {}
+    elif larger_than(traits, MAX_VALUES):
+        problems.error(join(where, "traits"), f"expected at most {MAX_VALUES} values")
+        traits = {}
     return Step(id=base.id, kind="update", next=base.next, traits=traits)
 
 
@@ -505,12 +525,16 @@ def _step_webhook(base: Step, value: Any, where: str, problems: Problems, *_: An
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         problems.error(join(where, "url"), "expected an http:// or https:// URL")
         url = ""
-    method = str(spec.get("method", "POST")).upper()
+    method = spec.get("method", "POST")
+    method = method.upper() if isinstance(method, str) else ""
     if method not in ("POST", "PUT", "PATCH", "GET"):
         problems.error(join(where, "method"), "expected POST, PUT, PATCH or GET")
     body = spec.get("body", {})
     if not isinstance(body, dict):
         problems.error(join(where, "body"), "expected a mapping")
+        body = {}
+    elif larger_than(body, MAX_VALUES):
+        problems.error(join(where, "body"), f"expected at most {MAX_VALUES} values")
         body = {}
     return Step(id=base.id, kind="webhook", next=base.next, url=url, method=method, body=body)
 
@@ -529,7 +553,7 @@ def _step_exit(base: Step, value: Any, where: str, problems: Problems, *_: Any) 
 
 _STEP_PARSERS: dict[str, Any] = {
     "wait": _step_wait,
-    "wait_until": _step_wait,
+    "wait_until": _step_wait_until,
     "wait_for": _step_wait_for,
     "branch": _step_branch,
     "split": _step_split,
@@ -544,17 +568,19 @@ _STEP_PARSERS: dict[str, Any] = {
 def check_graph(journey: Journey, path: str, problems: Problems) -> None:
     """Unique ids, targets that exist, no loop without a wait, no unreachable step."""
     index: dict[str, int] = {}
+    ids = {s.id for s in journey.steps}
     for i, step in enumerate(journey.steps):
         if step.id in index:
             problems.error(join(join(path, i), "id"), f"duplicate step id {step.id!r}")
         index.setdefault(step.id, i)
-        for target in step.targets:
-            if target and target != END and target not in {s.id for s in journey.steps}:
-                problems.error(join(path, i), f"leads to unknown step {target!r}")
+        for where, target in _target_paths(step):
+            if target and target != END and target not in ids:
+                problems.error(join(join(path, i), where), f"leads to unknown step {target!r}")
     looped = _loop_without_wait(journey)
     if looped is not None:
         problems.error(
-            join(path, index[looped]), f"a loop through step {looped!r} has no wait in it"
+            join(path, index[looped]),
+            f"a loop through step {looped!r} has no wait longer than 0s in it",
         )
     reachable = _reachable(journey, index)
     for i, step in enumerate(journey.steps):
@@ -562,29 +588,50 @@ def check_graph(journey: Journey, path: str, problems: Problems) -> None:
             problems.warn(join(path, i), f"step {step.id!r} can never be reached")
 
 
+def _target_paths(step: Step) -> list[tuple[str, str]]:
+    """Where in a step each of its targets is written."""
+    if step.kind == "branch":
+        # A branch's fallback comes from `else` or `next`; the message names the step.
+        return [("branch", target) for target in step.targets]
+    if step.kind == "split":
+        return [(f"split[{i}].next", target) for i, (_, target) in enumerate(step.weights)]
+    if step.kind == "wait_for":
+        return [("next", step.next), ("on_timeout", step.on_timeout)]
+    return [("next", target) for target in step.targets]
+
+
+def _holds_time(step: Step) -> bool:
+    """Does the step make time pass? A zero wait wakes at the instant it starts."""
+    if step.kind == "wait":
+        return step.duration > timedelta(0)
+    if step.kind == "wait_for":
+        return step.timeout > timedelta(0)
+    return step.kind == "wait_until"
+
+
 def _loop_without_wait(journey: Journey) -> str | None:
-    """A step on a cycle of non-waiting steps (it would run forever at one instant)."""
-    edges = {s.id: list(s.targets) for s in journey.steps if not s.is_wait}
-    state: dict[str, int] = {}
-
-    def visit(node: str) -> str | None:
-        state[node] = 1
-        for target in edges[node]:
-            if target not in edges or state.get(target) == 2:
+    """A step on a cycle without time passing (it would run forever at one instant)."""
+    edges = {s.id: list(s.targets) for s in journey.steps if not _holds_time(s)}
+    done: set[str] = set()
+    for start in edges:
+        if start in done:
+            continue
+        # Depth-first without recursion: (node, its targets not yet visited).
+        path: list[tuple[str, list[str]]] = [(start, list(edges[start]))]
+        on_path = {start}
+        while path:
+            node, targets = path[-1]
+            if not targets:
+                path.pop()
+                on_path.discard(node)
+                done.add(node)
                 continue
-            if state.get(target) == 1:
+            target = targets.pop(0)
+            if target in on_path:
                 return target
-            found = visit(target)
-            if found:
-                return found
-        state[node] = 2
-        return None
-
-    for node in edges:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
+            if target in edges and target not in done:
+                path.append((target, list(edges[target])))
+                on_path.add(target)
     return None
 
 

@@ -58,6 +58,15 @@ class Problems:
             self.error(path, str(error))
             return None
 
+    def text(self, path: str, value: Any, default: str) -> str:
+        """`value` as text (`default` if absent); a list or mapping is reported, not spelled out."""
+        if value is None or value == "":
+            return default
+        if isinstance(value, list | tuple | dict | set):
+            self.error(path, f"expected text, got {kind_of(value)}")
+            return default
+        return str(value)
+
     def mapping(self, path: str, value: Any, allowed: set[str]) -> dict[str, Any]:
         """`value` as a mapping with only `allowed` keys (others are reported)."""
         if not isinstance(value, dict):
@@ -73,6 +82,32 @@ class Problems:
         if self.errors:
             listed = "; ".join(str(p) for p in self.errors)
             raise InvalidInput(f"{what} has {len(self.errors)} problem(s): {listed}")
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: never the whole of a big or aliased structure."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:60] + "…")
+    if isinstance(value, list | tuple | dict | set):
+        return kind_of(value)
+    return repr(value)
+
+
+def larger_than(value: Any, limit: int) -> bool:
+    """Does a YAML value hold more than `limit` values, counting each alias every time it
+    is used (a "billion laughs" does; a structure that contains itself does)? Stops early."""
+    seen = 0
+    pending = [value]
+    while pending:
+        seen += 1
+        if seen > limit:
+            return True
+        current = pending.pop()
+        if isinstance(current, dict):
+            pending.extend(current.values())
+        elif isinstance(current, list | tuple):
+            pending.extend(current)
+    return False
 
 
 def kind_of(value: Any) -> str:

@@ -105,12 +105,13 @@ class Stimulus:
     consent: bool = False
     any_event: bool = False
     fired: frozenset[str] = frozenset()
+    addresses: bool = False
 
 
 def stimulus_of(inputs: Iterable[Input]) -> Stimulus:
     """The stimulus of these inputs."""
     names: set[str] = set()
-    traits = consent = any_event = False
+    traits = consent = any_event = addresses = False
     fired: set[str] = set()
     for item in inputs:
         if isinstance(item, TimerInput):
@@ -125,7 +126,10 @@ def stimulus_of(inputs: Iterable[Input]) -> Stimulus:
         context: Mapping[str, Any] = raw_context if isinstance(raw_context, dict) else {}
         traits = traits or item.type == "identify" or bool(context.get("traits"))
         consent = consent or item.happening.name == CONSENT_EVENT or bool(context.get("consent"))
-    return Stimulus(frozenset(names), traits, consent, any_event, frozenset(fired))
+        # Email and phone come with traits; a push token with the device of any call.
+        device = context.get("device")
+        addresses = addresses or traits or (isinstance(device, dict) and bool(device.get("token")))
+    return Stimulus(frozenset(names), traits, consent, any_event, frozenset(fired), addresses)
 
 
 def affected_segments(workspace: Workspace, stimulus: Stimulus) -> list[str]:
@@ -138,6 +142,7 @@ def affected_segments(workspace: Workspace, stimulus: Stimulus) -> list[str]:
             or (deps.traits and stimulus.traits)
             or (deps.consent and stimulus.consent)
             or (deps.computed and stimulus.any_event)
+            or (deps.addresses and stimulus.addresses)
         ):
             hit.add(sid)
     ordered = workspace.segment_order()
@@ -201,9 +206,13 @@ class _Run:
         self.enrollments: dict[str, Enrollment] = {e.id: e for e in state.enrollments}
         self.result = Reaction(segments=dict(state.segments))
         self.tz = timing.timezone_of(self.profile, workspace.settings.timezone)
+        self._access: tuple[frozenset[str], frozenset[str]] | None = None
 
     def facts(self, trigger: Mapping[str, Any] | None = None) -> seg.Facts:
-        granted, reachable = channel_access(self.profile, self.state.addresses, self.ws)
+        # Consent and addresses do not change within one reaction: work them out once.
+        if self._access is None:
+            self._access = channel_access(self.profile, self.state.addresses, self.ws)
+        granted, reachable = self._access
         return seg.Facts(
             profile=self.profile,
             now=self.now,
@@ -360,4 +369,9 @@ def react(
     fired_anniversary = any(isinstance(i, TimerInput) and i.kind == "anniversary" for i in inputs)
     if stimulus.traits or run.result.traits or fired_anniversary:
         run.anniversaries()
+    if run.result.traits:
+        # Journeys changed traits. Segments on traits are re-checked at once, in a
+        # transaction of their own: this one may lack the event facts they need.
+        for sid in affected_segments(workspace, Stimulus(traits=True)):
+            run.result.segment_timers[sid] = now
     return run.result

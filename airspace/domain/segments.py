@@ -22,7 +22,7 @@ import orjson
 
 from airspace.domain import timing
 from airspace.domain.consent import CHANNELS
-from airspace.domain.problems import Problems, join, kind_of
+from airspace.domain.problems import Problems, join, kind_of, shown
 from airspace.domain.profiles import Computed, Profile
 
 Operator = Literal[
@@ -50,6 +50,8 @@ COMPUTED_TRAITS: tuple[str, ...] = (
     "locale",
 )
 MAX_EVENT_COUNT = 10_000
+MAX_CONDITION_NODES = 1_000
+MAX_CONDITION_DEPTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,10 +263,11 @@ class Segment:
     condition: Condition
     name: str = ""
     description: str = ""
+    dependencies: Dependencies = field(init=False, compare=False, repr=False)
 
-    @property
-    def dependencies(self) -> Dependencies:
-        return dependencies(self.condition)
+    def __post_init__(self) -> None:
+        # Asked for every event of every person: worked out once.
+        object.__setattr__(self, "dependencies", dependencies(self.condition))
 
 
 # --- facts and evaluation ----------------------------------------------------------------
@@ -483,13 +486,52 @@ _EVENT_FIELDS = {
 _TRAIT_FIELDS = {"trait", "computed", *COMPARISONS, *DATE_OPERATORS}
 
 
+@dataclass
+class _Reading:
+    """Reading one condition tree: where it may look, and how much of it is left to read.
+
+    YAML aliases can make a short file a huge tree, or a tree that contains itself;
+    both are refused instead of read for hours or until the stack runs out.
+    """
+
+    problems: Problems
+    allow_trigger: bool
+    left: int = MAX_CONDITION_NODES
+    parents: set[int] = field(default_factory=set)  # ids of the mappings being read
+
+
 def parse_condition(
     raw: Any, path: str, problems: Problems, *, allow_trigger: bool = False
 ) -> Condition:
     """A condition tree from YAML, with every problem recorded at its path."""
+    return _condition(raw, path, _Reading(problems, allow_trigger), 0)
+
+
+def _condition(raw: Any, path: str, reading: _Reading, depth: int) -> Condition:
+    problems = reading.problems
     if not isinstance(raw, dict) or not raw:
         problems.error(path, f"expected a condition (a mapping), got {kind_of(raw)}")
         return All(())
+    if id(raw) in reading.parents:
+        problems.error(path, "a condition that contains itself (through a YAML alias)")
+        return All(())
+    if depth >= MAX_CONDITION_DEPTH:
+        problems.error(path, f"conditions nested more than {MAX_CONDITION_DEPTH} levels deep")
+        return All(())
+    reading.left -= 1
+    if reading.left < 0:
+        if reading.left == -1:
+            problems.error(path, f"a condition tree may hold at most {MAX_CONDITION_NODES} nodes")
+        return All(())
+    reading.parents.add(id(raw))
+    try:
+        return _node(raw, path, reading, depth)
+    finally:
+        reading.parents.discard(id(raw))
+
+
+def _node(raw: dict[str, Any], path: str, reading: _Reading, depth: int) -> Condition:
+    problems = reading.problems
     if "all" in raw or "any" in raw:
         word = "all" if "all" in raw else "any"
         problems.mapping(path, raw, {word})
@@ -498,15 +540,13 @@ def parse_condition(
             problems.error(join(path, word), "expected a non-empty list of conditions")
             return All(())
         children = tuple(
-            parse_condition(item, join(join(path, word), i), problems, allow_trigger=allow_trigger)
+            _condition(item, join(join(path, word), i), reading, depth + 1)
             for i, item in enumerate(items)
         )
         return All(children) if word == "all" else AnyOf(children)
     if "not" in raw:
         problems.mapping(path, raw, {"not"})
-        return Not(
-            parse_condition(raw["not"], join(path, "not"), problems, allow_trigger=allow_trigger)
-        )
+        return Not(_condition(raw["not"], join(path, "not"), reading, depth + 1))
     if "event" in raw:
         return _parse_event(raw, path, problems)
     if "trait" in raw or "computed" in raw:
@@ -525,11 +565,25 @@ def parse_condition(
             problems.error(join(path, "topic"), "expected a topic name")
             topic = None
         return ConsentCondition(channel[0] if channel else "email", topic)
+    return _parse_trigger(raw, path, problems, allow_trigger=reading.allow_trigger)
+
+
+def _parse_trigger(
+    raw: dict[str, Any], path: str, problems: Problems, *, allow_trigger: bool
+) -> Condition:
+    """A trigger condition (in a branch), or the report of an unknown condition."""
     if "trigger" in raw and allow_trigger:
         problems.mapping(path, raw, {"trigger", *COMPARISONS})
         comparison = _parse_comparison(raw, path, problems) or Comparison("exists", True)
-        return TriggerCondition(_name(raw["trigger"], join(path, "trigger"), problems), comparison)
+        # `trigger: properties.total` and `trigger: trigger.properties.total` say the same.
+        name = _name(raw["trigger"], join(path, "trigger"), problems).removeprefix("trigger.")
+        return TriggerCondition(name, comparison)
+    if "trigger" in raw:
+        problems.error(join(path, "trigger"), "only a journey's branch can look at its trigger")
+        return All(())
     kinds = "all, any, not, event, trait, computed, segment, reachable, consent"
+    if allow_trigger:
+        kinds += ", trigger"
     problems.error(path, f"unknown condition; start it with one of: {kinds}")
     return All(())
 
@@ -548,7 +602,7 @@ def _channels(value: Any, path: str, problems: Problems) -> tuple[str, ...]:
         where = join(path, i) if isinstance(value, list) else path
         if item not in CHANNELS:
             problems.error(
-                where, f"unknown channel {item!r}; expected one of {', '.join(CHANNELS)}"
+                where, f"unknown channel {shown(item)}; expected one of {', '.join(CHANNELS)}"
             )
         else:
             result.append(item)
@@ -557,14 +611,15 @@ def _channels(value: Any, path: str, problems: Problems) -> tuple[str, ...]:
     return tuple(result)
 
 
+_SCALARS = (str, int, float, bool, date, type(None))
+
+
 def _plain(value: Any) -> Any:
-    """A YAML value as trait values are compared: unquoted dates become ISO text."""
+    """A YAML scalar as trait values are compared: unquoted dates become ISO text."""
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, list):
-        return tuple(_plain(v) for v in value)
     return value
 
 
@@ -592,7 +647,13 @@ def _parse_comparison(raw: dict[str, Any], path: str, problems: Problems) -> Com
     if isinstance(value, list) and op not in ("in", "not_in", "between"):
         problems.error(where, "expected one value, not a list (use in for several)")
         return None
-    comparison = Comparison(op, _plain(value))
+    if isinstance(value, list):
+        if not all(isinstance(item, _SCALARS) for item in value):
+            problems.error(where, "expected a list of plain values (text, numbers, dates)")
+            return None
+        comparison = Comparison(op, tuple(_plain(item) for item in value))
+    else:
+        comparison = Comparison(op, _plain(value))
     if op == "between" and not _order(*comparison.value):
         problems.error(where, "expected [low, high]: two numbers or two texts, low first")
         return None
@@ -671,7 +732,7 @@ def _instant(value: Any, *, end: bool = False) -> datetime:
         return start + timedelta(days=1) - timedelta(microseconds=1) if end else start
     moment = timing.as_instant(value)
     if moment is None:
-        raise ValueError(f"expected a date or time such as 2026-11-01, got {value!r}")
+        raise ValueError(f"expected a date or time such as 2026-11-01, got {shown(value)}")
     return moment
 
 
@@ -730,11 +791,11 @@ def parse_segment(raw: Any, problems: Problems, path: str = "") -> Segment | Non
     rest = {k: v for k, v in raw.items() if k not in ("segment", "name", "description")}
     # The condition sits beside `segment:`, so its paths start at the document (`all[1].not`).
     condition = parse_condition(rest, path, problems) if rest else _missing(path, problems)
+    name = problems.text(join(path, "name"), raw.get("name"), segment_id)
+    description = problems.text(join(path, "description"), raw.get("description"), "")
     if not segment_id:
         return None
-    return Segment(
-        segment_id, condition, str(raw.get("name") or segment_id), str(raw.get("description", ""))
-    )
+    return Segment(segment_id, condition, name, description)
 
 
 def _missing(path: str, problems: Problems) -> Condition:

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from airspace.domain.problems import shown
 from airspace.domain.profiles import Profile
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -28,10 +29,10 @@ def parse_duration(value: Any) -> timedelta:
     else:
         match = _DURATION.match(value) if isinstance(value, str) else None
         if match is None:
-            raise ValueError(f"expected a duration such as 30m, 1h, 7d or 2w; got {value!r}")
+            raise ValueError(f"expected a duration such as 30m, 1h, 7d or 2w; got {shown(value)}")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds < 0 or seconds > 3650 * 86400:
-        raise ValueError(f"duration must be between 0 and 10 years; got {value!r}")
+        raise ValueError(f"duration must be between 0 and 10 years; got {shown(value)}")
     return timedelta(seconds=seconds)
 
 
@@ -51,10 +52,10 @@ def parse_time_of_day(value: Any) -> time:
         if hours < 24 and minutes < 60:
             return time(hours, minutes)
     hint = ""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+    if isinstance(value, int) and not isinstance(value, bool) and 60 <= value < 24 * 60:
         # YAML 1.1 reads an unquoted 10:00 as the base-60 number 600.
         hint = f" (YAML reads an unquoted {value // 60}:{value % 60:02d} as {value}; quote it)"
-    raise ValueError(f'expected a time of day such as "09:00"; got {value!r}{hint}')
+    raise ValueError(f'expected a time of day such as "09:00"; got {shown(value)}{hint}')
 
 
 def zone(name: str | None, default: str) -> ZoneInfo:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, select, text
 from airspace.domain import controller, reactor, timing
 from airspace.domain.controller import Candidate, Decision, Policy, Recipient
 from airspace.domain.definitions import Workspace
+from airspace.domain.identity import Identifier
 from airspace.domain.journeys import CallWebhook, Enrollment, Journey
 from airspace.domain.profiles import Profile
 from airspace.domain.reactor import Input, PersonState, Reaction, TimerInput
@@ -122,17 +123,17 @@ class JourneyRuntime:
         writes: list[PersonWrite] = []
         webhooks: list[tuple[str, str, str, CallWebhook]] = []
         changed_profiles: list[Profile] = []
+        known: dict[str, tuple[Profile, Mapping[str, str]]] = {}
         for pid in pids:
             profile = profiles[pid]
+            known[pid] = (profile, _addresses(profile, owned.get(pid, set())))
             mine = enrollments.get(pid, [])
             state = PersonState(
                 profile=profile,
                 segments=members.get(pid, {}),
                 enrollments=mine,
                 events=facts.get(pid, {}),
-                addresses=controller.addresses(
-                    profile.traits, ((i.type, i.value) for i in owned.get(pid, ()))
-                ),
+                addresses=known[pid][1],
                 versions=self._versions_for(conn, ws, mine),
                 entered_totals=totals,
             )
@@ -146,6 +147,7 @@ class JourneyRuntime:
                 webhooks.append((pid, new_id(now), journey_id, call))
             if reaction.traits:
                 changed_profiles.append(_with_traits(profile, reaction.traits, now))
+                known[pid] = (changed_profiles[-1], known[pid][1])
             stats.enrollments += sum(
                 1 for e in reaction.enrollments.values() if e.entered_at == now
             )
@@ -156,7 +158,7 @@ class JourneyRuntime:
         repo.queue_webhooks(conn, webhooks, now)
         if changed_profiles:
             identity_repo.save_profiles(conn, changed_profiles, now)
-        stats.sent += self._decide_or_schedule(conn, ws, writes, now)
+        stats.sent += self._decide_or_schedule(conn, ws, writes, now, known)
         return stats
 
     def _person_write(self, ws: Workspace, pid: str, reaction: Reaction) -> PersonWrite:
@@ -185,7 +187,12 @@ class JourneyRuntime:
     # --- the controller
 
     def _decide_or_schedule(
-        self, conn: Connection, ws: Workspace, writes: Sequence[PersonWrite], now: datetime
+        self,
+        conn: Connection,
+        ws: Workspace,
+        writes: Sequence[PersonWrite],
+        now: datetime,
+        known: Mapping[str, tuple[Profile, Mapping[str, str]]],
     ) -> int:
         """People with new candidates: decide now if due, else set their decision timer."""
         proposing = [w.profile_id for w in writes if any(s == "pending" for _, _, s in w.proposals)]
@@ -202,7 +209,9 @@ class JourneyRuntime:
             else:
                 later.append((pid, "decide", "", due))
         _keep_earliest_decisions(conn, later)
-        return self.decide(conn, due_now, now, ws=ws, candidates=open_) if due_now else 0
+        if not due_now:
+            return 0
+        return self.decide(conn, due_now, now, ws=ws, candidates=open_, known=known)
 
     def decide(
         self,
@@ -212,24 +221,28 @@ class JourneyRuntime:
         *,
         ws: Workspace | None = None,
         candidates: Mapping[str, list[Candidate]] | None = None,
+        known: Mapping[str, tuple[Profile, Mapping[str, str]]] | None = None,
     ) -> int:
-        """Run the controller for these people; return the number of messages sent."""
+        """Run the controller for these people; return the number of messages sent.
+        `known`: profiles and addresses the caller has loaded already."""
         ws = ws or self.workspace(conn)
         candidates = candidates if candidates is not None else repo.open_candidates(conn, pids)
         longest = max((c.per for c in ws.settings.caps), default=timedelta(days=1))
         history = repo.sent_since(conn, pids, now - longest)
-        profiles = identity_repo.load_profiles(conn, self.db, pids)
-        owned = identity_repo.identifiers_of(conn, pids)
+        people = dict(known or {})
+        missing = [pid for pid in pids if pid not in people]
+        if missing:
+            loaded = identity_repo.load_profiles(conn, self.db, missing)
+            owned = identity_repo.identifiers_of(conn, missing)
+            for pid, profile in loaded.items():
+                people[pid] = (profile, _addresses(profile, owned.get(pid, set())))
         decided: list[tuple[Candidate, Decision, str]] = []
         retries: list[tuple[str, str, str, datetime | None]] = []
         for pid in pids:
             mine = candidates.get(pid, [])
-            profile = profiles.get(pid)
-            if not mine or profile is None:
+            if not mine or pid not in people:
                 continue
-            addresses = controller.addresses(
-                profile.traits, ((i.type, i.value) for i in owned.get(pid, ()))
-            )
+            profile, addresses = people[pid]
             recipient = Recipient(pid, profile.consent, addresses, ws.topics, ws.paused)
             by_id = {c.id: c for c in mine}
             decisions = self.policy(mine, recipient, history.get(pid, []), ws.settings, now)
@@ -366,6 +379,10 @@ def sync_schedules(conn: Connection, ws: Workspace, now: datetime) -> None:
             schedule_next(conn, journey, now)
     stale = existing - {j.id for j in ws.journeys.values() if j.entry.kind == "schedule"}
     repo.set_timers(conn, [("", "schedule", jid, None) for jid in stale])
+
+
+def _addresses(profile: Profile, owned: Iterable[Identifier]) -> dict[str, str]:
+    return controller.addresses(profile.traits, ((i.type, i.value) for i in owned))
 
 
 def _keep_earliest_decisions(

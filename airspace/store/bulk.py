@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
 ROWS_PER_STATEMENT = 400
@@ -49,3 +50,49 @@ def insert_many(
         if "RETURNING" in tail:
             returned.extend(result.all())
     return returned
+
+
+def upsert_many(
+    conn: Connection,
+    table: str,
+    columns: dict[str, str],
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    *,
+    update: bool = True,
+) -> None:
+    """Insert rows, or (with `update`) overwrite the other columns where the key exists.
+
+    `columns` maps each column to how it is sent: "plain", "time" or "json".
+    """
+    if not rows:
+        return
+    sqlite = conn.dialect.name == "sqlite"
+    names = list(columns)
+    mark = "?" if sqlite else "%s"
+    marks = [
+        f"CAST({mark} AS jsonb)" if columns[c] == "json" and not sqlite else mark for c in names
+    ]
+
+    def value(kind: str, v: Any) -> Any:
+        if v is None:
+            return None
+        if kind == "time":
+            return driver_time(sqlite, v)
+        if kind == "json":
+            return orjson.dumps(v).decode()
+        return v
+
+    others = [c for c in names if c not in keys]
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in others)
+        if update and others
+        else "DO NOTHING"
+    )
+    insert_many(
+        conn,
+        f"INSERT INTO {table} ({', '.join(names)})",
+        marks,
+        [tuple(value(columns[c], row[c]) for c in names) for row in rows],
+        f"ON CONFLICT ({', '.join(keys)}) {action}" if keys else "",
+    )

@@ -9,12 +9,12 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, and_, delete, insert, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import JSON, Connection, and_, bindparam, delete, insert, or_, select, text, update
 
 from airspace.domain.controller import Candidate, Decision, Sent
 from airspace.domain.journeys import CallWebhook, Enrollment, Propose, Withdraw
 from airspace.domain.segments import EventCondition
+from airspace.store.bulk import upsert_many
 from airspace.store.database import Database
 from airspace.store.tables import (
     CandidateRow,
@@ -25,6 +25,7 @@ from airspace.store.tables import (
     SegmentMemberRow,
     SegmentTransitionRow,
     TimerRow,
+    UtcTime,
     core,
 )
 
@@ -36,18 +37,36 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    """Insert rows, or update every other column where the key exists."""
+def _kind(column: Any) -> str:
+    if isinstance(column.type, UtcTime):
+        return "time"
+    if isinstance(column.type, JSON):  # JSON, and JSONB through its variant
+        return "json"
+    return "plain"
+
+
+def upsert(
+    conn: Connection,
+    table: Any,
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    *,
+    update: bool = True,
+) -> None:
+    """Insert rows; where the key exists, overwrite the other columns (or, without
+    `update`, keep what is there). Bulk, straight to the driver (see `bulk.py`)."""
     if not rows:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    for chunk in chunks(rows, 500):
-        statement = dialect.insert(core(table))
-        columns = [c for c in chunk[0] if c not in keys]
-        statement = statement.on_conflict_do_update(
-            index_elements=keys, set_={c: statement.excluded[c] for c in columns}
-        )
-        conn.execute(statement, list(chunk))
+    columns = {name: _kind(core(table).c[name]) for name in rows[0]}
+    upsert_many(conn, table.__tablename__, columns, rows, keys, update=update)
+
+
+def insert_rows(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Plain bulk insert."""
+    if not rows:
+        return
+    columns = {name: _kind(core(table).c[name]) for name in rows[0]}
+    upsert_many(conn, table.__tablename__, columns, rows, [], update=False)
 
 
 # --- reading a person's state -----------------------------------------------------------
@@ -188,46 +207,49 @@ def write_people(conn: Connection, people: Sequence[PersonWrite], now: datetime)
         for p in people
         for sid, at in p.entered
     ]
-    if members:
-        conn.execute(insert(core(SegmentMemberRow)), members)
-    gone = [(p.profile_id, sid) for p in people for sid, _ in p.exited]
-    for chunk in chunks(gone, 400):
-        conn.execute(
-            delete(core(SegmentMemberRow)).where(
-                or_(
-                    *(
-                        and_(SegmentMemberRow.profile_id == pid, SegmentMemberRow.segment_id == sid)
-                        for pid, sid in chunk
-                    )
+    insert_rows(conn, SegmentMemberRow, members)
+    gone: dict[str, list[str]] = {}
+    for p in people:
+        for sid, _ in p.exited:
+            gone.setdefault(sid, []).append(p.profile_id)
+    for sid, pids in gone.items():
+        for chunk in chunks(pids):
+            conn.execute(
+                delete(core(SegmentMemberRow)).where(
+                    SegmentMemberRow.segment_id == sid, SegmentMemberRow.profile_id.in_(chunk)
                 )
             )
-        )
     transitions = [
         {"segment_id": sid, "profile_id": p.profile_id, "entered": flag, "at": at}
         for p in people
         for flag, moves in ((True, p.entered), (False, p.exited))
         for sid, at in moves
     ]
-    if transitions:
-        conn.execute(insert(core(SegmentTransitionRow)), transitions)
+    insert_rows(conn, SegmentTransitionRow, transitions)
     upsert(conn, EnrollmentRow, [enrollment_row(e) for p in people for e in p.enrollments], ["id"])
     candidates = [
         _candidate_row(cid, p.profile_id, proposal, status, now)
         for p in people
         for cid, proposal, status in p.proposals
     ]
-    if candidates:
-        conn.execute(insert(core(CandidateRow)), candidates)
-    for p in people:
-        for withdrawal in p.withdrawals:
-            conn.execute(
-                update(core(CandidateRow))
-                .where(
-                    CandidateRow.enrollment_id == withdrawal.enrollment_id,
-                    CandidateRow.status.in_(("pending", "deferred")),
-                )
-                .values(status="withdrawn", reason=withdrawal.reason, decided_at=now)
+    insert_rows(conn, CandidateRow, candidates)
+    withdrawals = [
+        {"b_enrollment": w.enrollment_id, "b_reason": w.reason, "b_now": now}
+        for p in people
+        for w in p.withdrawals
+    ]
+    if withdrawals:
+        conn.execute(
+            update(core(CandidateRow))
+            .where(
+                CandidateRow.enrollment_id == bindparam("b_enrollment"),
+                CandidateRow.status.in_(("pending", "deferred")),
             )
+            .values(
+                status="withdrawn", reason=bindparam("b_reason"), decided_at=bindparam("b_now")
+            ),
+            withdrawals,
+        )
     set_timers(
         conn,
         [(p.profile_id, kind, ref, due) for p in people for (kind, ref), due in p.timers.items()],
@@ -268,18 +290,17 @@ def set_timers(
         if due is not None
     ]
     upsert(conn, TimerRow, keep, ["profile_id", "kind", "ref"])
-    drop = [(pid, kind, ref) for pid, kind, ref, due in timers if due is None]
-    for chunk in chunks(drop, 300):
-        conn.execute(
-            delete(core(TimerRow)).where(
-                or_(
-                    *(
-                        and_(TimerRow.profile_id == pid, TimerRow.kind == kind, TimerRow.ref == ref)
-                        for pid, kind, ref in chunk
-                    )
+    drop: dict[tuple[str, str], list[str]] = {}
+    for pid, kind, ref, due in timers:
+        if due is None:
+            drop.setdefault((kind, ref), []).append(pid)
+    for (kind, ref), pids in drop.items():
+        for chunk in chunks(pids):
+            conn.execute(
+                delete(core(TimerRow)).where(
+                    TimerRow.kind == kind, TimerRow.ref == ref, TimerRow.profile_id.in_(chunk)
                 )
             )
-        )
 
 
 # --- timers -----------------------------------------------------------------------------
@@ -435,18 +456,29 @@ def write_decisions(
 ) -> None:
     """Record the controller's decisions; what is sent goes to the capture channel."""
     messages = []
-    for candidate, decision, address in decided:
-        status = {"send": "sent", "defer": "deferred", "suppress": "suppressed"}[decision.outcome]
+    outcomes = [
+        {
+            "b_cid": candidate.id,
+            "b_status": {"send": "sent", "defer": "deferred", "suppress": "suppressed"}[d.outcome],
+            "b_reason": d.reason[:500],
+            "b_channel": d.channel,
+            "b_now": now,
+        }
+        for candidate, d, _ in decided
+    ]
+    if outcomes:
         conn.execute(
             update(core(CandidateRow))
-            .where(CandidateRow.id == candidate.id)
+            .where(CandidateRow.id == bindparam("b_cid"))
             .values(
-                status=status,
-                reason=decision.reason[:500],
-                channel=decision.channel,
-                decided_at=now,
-            )
+                status=bindparam("b_status"),
+                reason=bindparam("b_reason"),
+                channel=bindparam("b_channel"),
+                decided_at=bindparam("b_now"),
+            ),
+            outcomes,
         )
+    for candidate, decision, address in decided:
         if decision.outcome == "send" and decision.channel is not None:
             messages.append(
                 {
@@ -465,14 +497,7 @@ def write_decisions(
                     "sent_at": now,
                 }
             )
-    if messages:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(
-            dialect.insert(core(MessageRow)).on_conflict_do_nothing(
-                index_elements=["idempotency_key"]
-            ),
-            messages,
-        )
+    upsert(conn, MessageRow, messages, ["idempotency_key"], update=False)
 
 
 def queue_webhooks(
