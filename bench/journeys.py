@@ -24,7 +24,7 @@ Per database (SQLite, PostgreSQL), each scenario on a fresh database:
 4. timers: N active enrollments waiting at a `wait` step (enrollment + timer rows);
    R of them fall due per second during a window of W seconds, the rest later. A
    worker process (`Worker.run_forever`, SystemClock) runs through the window;
-   lateness = commit of the transaction that moved the enrollment on − due time.
+   lateness = commit of the transaction that moved the enrollment on - due time.
    Its RSS is read from /proc at start and end, for N and for N/10 waiting people.
    Target: p99 < 1 s, memory not proportional to N.
 
@@ -70,7 +70,6 @@ from airspace.domain.definitions import Document, documents_from_files  # noqa: 
 from airspace.domain.events import parse_message  # noqa: E402
 from airspace.domain.problems import Problems  # noqa: E402
 from airspace.engine.definitions import apply  # noqa: E402
-from airspace.engine.worker import Worker  # noqa: E402
 from airspace.settings import Settings  # noqa: E402
 from airspace.store.database import Database  # noqa: E402
 from airspace.store.inbox import accept, inbox_depth  # noqa: E402
@@ -79,7 +78,6 @@ from airspace.store.migrate import migrate  # noqa: E402
 from airspace.store.tables import (  # noqa: E402
     CandidateRow,
     EnrollmentRow,
-    EventRow,
     MessageRow,
     TimerRow,
 )
@@ -286,7 +284,9 @@ def latency_stream(rate: int, seconds: float, seed: int) -> list[list[dict[str, 
     return stream
 
 
-def run_latency(url: str, args: argparse.Namespace, size: dict[str, Any]) -> dict[str, Any]:
+def run_latency(  # noqa: C901
+    url: str, args: argparse.Namespace, size: dict[str, Any]
+) -> dict[str, Any]:
     rate, seconds = size["latency_rate"], size["latency_seconds"]
     clock = RecordingClock()
     services = services_for(url, clock)
@@ -460,7 +460,11 @@ def run_schedule(url: str, args: argparse.Namespace, size: dict[str, Any]) -> di
     worker = services.worker()
     limit = args.timer_batch or None
     batches = 0
-    path = f"{args.cprofile}.schedule.{'sqlite' if db.is_sqlite else 'postgres'}" if args.cprofile else None
+    path = (
+        f"{args.cprofile}.schedule.{'sqlite' if db.is_sqlite else 'postgres'}"
+        if args.cprofile
+        else None
+    )
     started = time.perf_counter()
     cpu0 = time.process_time()
     fan_out = 0.0
@@ -542,7 +546,11 @@ def run_bulk(url: str, args: argparse.Namespace, size: dict[str, Any]) -> dict[s
         raw.close()
     expected = sum(1 for row in grouped if row[1] >= 3)
     del grouped
-    path = f"{args.cprofile}.bulk.{'sqlite' if db.is_sqlite else 'postgres'}" if args.cprofile else None
+    path = (
+        f"{args.cprofile}.bulk.{'sqlite' if db.is_sqlite else 'postgres'}"
+        if args.cprofile
+        else None
+    )
     stages: dict[str, float] = {}
     t_stage = [time.perf_counter(), ""]
 
@@ -560,7 +568,9 @@ def run_bulk(url: str, args: argparse.Namespace, size: dict[str, Any]) -> dict[s
         applied = apply(db, docs, now, progress=progress)
     elapsed = time.perf_counter() - started
     if t_stage[1]:
-        stages[str(t_stage[1])] = stages.get(str(t_stage[1]), 0.0) + time.perf_counter() - t_stage[0]  # type: ignore[operator]
+        stages[str(t_stage[1])] = (
+            stages.get(str(t_stage[1]), 0.0) + time.perf_counter() - t_stage[0]
+        )  # type: ignore[operator]
     if path:
         log(top_of_profile(path))
     [computed] = applied.computed
@@ -646,7 +656,7 @@ def run_timers_once(
     window = int(rate * seconds)
     later = waiting - window
     if later < 0:
-        raise SystemExit(f"--timers-waiting {waiting} < rate × seconds = {window}")
+        raise SystemExit(f"--timers-waiting {waiting} < rate x seconds = {window}")
     rng = random.Random(args.seed)
     order = list(range(waiting))
     rng.shuffle(order)
@@ -691,12 +701,16 @@ def run_timers_once(
         left = conn.execute(
             select(func.count())
             .select_from(TimerRow)
-            .where(TimerRow.due_at <= t0 + timedelta(seconds=seconds), TimerRow.kind == "enrollment")
+            .where(
+                TimerRow.due_at <= t0 + timedelta(seconds=seconds), TimerRow.kind == "enrollment"
+            )
         ).scalar_one()
     waiting_after = count(db, EnrollmentRow, EnrollmentRow.status == "active")
     db.dispose()
-    lateness = [commits[created] - due_of[eid].timestamp() for eid, created in rows if eid in due_of]
-    # Timers of the window not carried out at all: late by at least (stop − due).
+    lateness = [
+        commits[created] - due_of[eid].timestamp() for eid, created in rows if eid in due_of
+    ]
+    # Timers of the window not carried out at all: late by at least (stop - due).
     done = {eid for eid, _ in rows}
     missing = [stop_at - due.timestamp() for eid, due in due_of.items() if eid not in done]
     all_late = lateness + missing
@@ -706,8 +720,10 @@ def run_timers_once(
             second = int(due_of[eid].timestamp() - t0.timestamp())
             late = commits[created] - due_of[eid].timestamp()
             by_second[second] = max(by_second.get(second, 0.0), late)
-    log(f"  [{tag}] worst lateness per second of the window: "
-        + " ".join(f"{by_second[k]:.1f}" for k in sorted(by_second)))
+    log(
+        f"  [{tag}] worst lateness per second of the window: "
+        + " ".join(f"{by_second[k]:.1f}" for k in sorted(by_second))
+    )
     rss = report["rss"]
     result = {
         "waiting": waiting,
@@ -729,7 +745,9 @@ def run_timers_once(
     return result
 
 
-def run_timers(url_factory: Callable[[str], Any], args: argparse.Namespace, size: dict[str, Any]) -> dict[str, Any]:
+def run_timers(
+    url_factory: Callable[[str], Any], args: argparse.Namespace, size: dict[str, Any]
+) -> dict[str, Any]:
     results = {}
     small = max(size["timers_waiting"] // 10, int(size["timers_rate"] * size["timers_seconds"]))
     for tag, waiting in (("full", size["timers_waiting"]), ("tenth", small)):
@@ -871,7 +889,7 @@ def print_scenario(name: str, results: dict[str, dict[str, Any]]) -> None:
             print(f"  {kind}: {extra}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -970,7 +988,9 @@ def main(argv: list[str] | None = None) -> int:
                     busy1, total1 = ingest._machine_busy()
                     wall = time.perf_counter() - started
                     result["machine_busy_pct"] = 100 * (busy1 - busy0) / max(total1 - total0, 1e-9)
-                    result["others_cpu_pct"] = 100 * max(busy1 - busy0 - (_own_cpu() - own0), 0) / wall
+                    result["others_cpu_pct"] = (
+                        100 * max(busy1 - busy0 - (_own_cpu() - own0), 0) / wall
+                    )
                     log(f"  done in {wall:.0f} s: {result}")
                     runs.append(result)
                 everything[scenario][kind] = median_of(runs)

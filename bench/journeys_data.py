@@ -192,7 +192,10 @@ def load_events(
     start = now - timedelta(days=days)
     step = timedelta(days=days) / pool_size
     stamps = [driver_time(sqlite, start + step * i) for i in range(1, pool_size + 1)]
-    received = [driver_time(sqlite, start + step * i + timedelta(seconds=1)) for i in range(1, pool_size + 1)]
+    received = [
+        driver_time(sqlite, start + step * i + timedelta(seconds=1))
+        for i in range(1, pool_size + 1)
+    ]
     names = [name for name, weight in EVENT_NAMES for _ in range(weight)]
     payloads = [
         orjson.dumps(
@@ -261,7 +264,19 @@ def load_waiting(
     def enrollments() -> Iterator[tuple[Any, ...]]:
         for eid, pid, due in rows:
             wake = driver_time(sqlite, due)
-            yield (eid, journey_id, 1, pid, "", step_id, "active", "treated", entered, wake, context)
+            yield (
+                eid,
+                journey_id,
+                1,
+                pid,
+                "",
+                step_id,
+                "active",
+                "treated",
+                entered,
+                wake,
+                context,
+            )
 
     load(
         db,

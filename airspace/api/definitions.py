@@ -160,7 +160,10 @@ def _check_storable(body: Any) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
                 if not isinstance(key, str):
-                    raise InvalidInput(f"{where} has the key {kind_of(key)}; keys must be text")
+                    raise InvalidInput(
+                        f"{where} has the key {key} (a {type(key).__name__}); "
+                        f"keys must be text: quote it"
+                    )
                 _check_text(key, f"a key of {where}")
                 budget -= len(key) + 4
                 stack.append((inner, join(path, key), depth + 1))

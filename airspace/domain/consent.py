@@ -69,8 +69,8 @@ def channel_key(channel: str) -> str:
 
 
 def topic_key(topic: str) -> str:
-    """The consent key of a topic."""
-    return f"topic:{topic}"
+    """The consent key of a topic (topic names compare without case)."""
+    return f"topic:{topic.strip().lower()}"
 
 
 def parse_status(value: Any, where: str) -> ConsentStatus:

@@ -127,7 +127,10 @@ def _cron(value: Any) -> str:
 
 
 def _with_on(raw: dict[Any, Any]) -> dict[Any, Any]:
-    """YAML 1.1 reads an unquoted `on:` key as true; read it back as `on`."""
+    """`on:` read by a YAML 1.1 loader (`yaml.safe_load`) is the key true; read it as `on`.
+
+    `definitions.load_yaml` keeps `on` a string; other callers may not.
+    """
     return {("on" if key is True else key): value for key, value in raw.items()}
 
 

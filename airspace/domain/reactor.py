@@ -11,7 +11,10 @@ transaction as the events that caused it.
 Order within one call: each event first reaches the person's enrollments
 (goal, exit rule, wait-for), then starts event-triggered journeys; after all
 events the affected segments are evaluated once, and entries and exits start
-or end journeys; then due timers fire.
+or end journeys; then due timers fire. Traits that journeys set (`update`
+steps) schedule a re-check of the segments on traits at `now`: the engine
+loaded event facts only for the segments the inputs affect, so evaluating
+more here could read missing facts as "no events".
 """
 
 from __future__ import annotations

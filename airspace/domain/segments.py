@@ -62,7 +62,12 @@ class Comparison:
     value: Any = None
 
     def holds(self, actual: Any) -> bool:
-        """Does `actual` satisfy the comparison? Mismatched types never do."""
+        """Does `actual` satisfy the comparison?
+
+        Values of mismatched types (the number 3 and the text "3", true and 1) are
+        never equal nor ordered, so only `ne` and `not_in` hold for them; a missing
+        value likewise satisfies only `ne`, `not_in` and `exists: false`.
+        """
         if self.op == "exists":
             return (actual is not None) == bool(self.value)
         if actual is None:

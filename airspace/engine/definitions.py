@@ -124,7 +124,9 @@ def apply(
             applied.migrated += _migrate(conn, journey)
             if journey.entry.kind == "anniversary":
                 _schedule_anniversaries(conn, workspace, journey, now)
-        sync_schedules(conn, workspace, now)
+        sync_schedules(
+            conn, workspace, now, replan=[jid for kind, jid in touched if kind == "journey"]
+        )
     return applied
 
 

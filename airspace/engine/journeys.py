@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import orjson
@@ -34,6 +34,9 @@ from airspace.store.bulk import driver_time
 from airspace.store.database import Database
 from airspace.store.journeys import DueTimer, PersonWrite
 from airspace.store.tables import SegmentMemberRow, TimerRow
+
+# The earliest time zone is UTC+14: its day starts this much before the UTC day.
+LOCAL_LEAD = timedelta(hours=14)
 
 
 def new_id(now: datetime) -> str:
@@ -121,7 +124,7 @@ class JourneyRuntime:
         capped = [j.id for j in ws.journeys.values() if j.entry_cap is not None]
         totals = repo.entered_totals(conn, capped)
         writes: list[PersonWrite] = []
-        webhooks: list[tuple[str, str, str, CallWebhook]] = []
+        webhooks: list[tuple[str, str, Enrollment, CallWebhook]] = []
         changed_profiles: list[Profile] = []
         known: dict[str, tuple[Profile, Mapping[str, str]]] = {}
         for pid in pids:
@@ -143,8 +146,8 @@ class JourneyRuntime:
             reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
             writes.append(self._person_write(ws, pid, reaction))
             for call in reaction.webhooks:
-                journey_id = reaction.enrollments[call.enrollment_id].journey_id
-                webhooks.append((pid, new_id(now), journey_id, call))
+                enrollment = reaction.enrollments[call.enrollment_id]
+                webhooks.append((pid, new_id(now), enrollment, call))
             if reaction.traits:
                 changed_profiles.append(_with_traits(profile, reaction.traits, now))
                 known[pid] = (changed_profiles[-1], known[pid][1])
@@ -293,10 +296,13 @@ class JourneyRuntime:
         if journey is None or journey.entry.kind != "schedule" or timer.ref in ws.paused:
             return
         entry = journey.entry
-        payload = {"schedule": timer.due_at.isoformat()}
+        occurrence = datetime.fromisoformat(str(timer.payload.get("occurrence", timer.due_at)))
+        payload = {"schedule": occurrence.isoformat()}
         if entry.local_time is None:
             audience = (
-                "segment_members WHERE segment_id = :segment" if entry.segment else "profiles"
+                "segment_members WHERE segment_id = :segment"
+                if entry.segment
+                else "profiles WHERE true"
             )
             column = "profile_id" if entry.segment else "id"
             sqlite = conn.dialect.name == "sqlite"
@@ -315,31 +321,30 @@ class JourneyRuntime:
                 },
             )
         else:
-            self._fan_out_local(conn, ws, journey, timer, payload)
+            self._fan_out_local(conn, ws, journey, occurrence, payload)
         if entry.cron:
-            schedule_next(conn, journey, now)
+            schedule_next(conn, journey, now, after=occurrence)
 
     def _fan_out_local(
         self,
         conn: Connection,
         ws: Workspace,
         journey: Journey,
-        timer: DueTimer,
+        occurrence: datetime,
         payload: dict[str, Any],
     ) -> None:
         """At a local time: each person's enrollment waits for that time in their zone."""
         entry = journey.entry
         assert entry.local_time is not None  # checked by the caller
         ids = audience_ids(conn, entry.segment)
+        day = occurrence.date()
         for chunk in repo.chunks(ids, 2000):
             profiles = identity_repo.load_profiles(conn, self.db, chunk)
             rows = []
             for pid, profile in profiles.items():
                 tz = timing.timezone_of(profile, ws.settings.timezone)
-                day = timer.due_at.astimezone(tz).date()
+                # The schedule names the day; local_time the hour on that day, in each zone.
                 due = timing.local_instant(day, entry.local_time, tz)
-                if due < timer.due_at:
-                    due = timing.next_local_time(timer.due_at, entry.local_time, tz)
                 rows.append((pid, "enroll", journey.id, due))
             repo.set_timers(conn, rows, {(r[0], r[1], r[2]): payload for r in rows})
 
@@ -352,30 +357,49 @@ def audience_ids(conn: Connection, segment: str | None) -> list[str]:
     return list(conn.execute(text("SELECT id FROM profiles")).scalars())
 
 
-def schedule_next(conn: Connection, journey: Journey, now: datetime) -> None:
-    """Keep the journey's next scheduled run as a timer (none when it is in the past)."""
+def schedule_next(
+    conn: Connection, journey: Journey, now: datetime, after: datetime | None = None
+) -> None:
+    """Keep the journey's next run as a timer (none once a one-off run is past or done).
+
+    A run at a local time fires at the start of its day in the earliest time zone
+    (UTC+14) and gives each person an enrollment timer at that time in their zone.
+    """
     entry = journey.entry
-    due: datetime | None = None
+    occurrence: datetime | None = None
     if entry.cron:
-        # A local-time schedule fires early enough for the earliest time zone (UTC+14).
-        start = now + (timedelta(hours=14) if entry.local_time else timedelta(0))
-        due = croniter(entry.cron, start).get_next(datetime)
-        if entry.local_time:
-            due = due - timedelta(hours=14)
-    elif entry.at is not None and entry.at > now:
-        due = entry.at - (timedelta(hours=14) if entry.local_time else timedelta(0))
-    repo.set_timers(conn, [("", "schedule", journey.id, due)])
+        occurrence = croniter(entry.cron, after or now).get_next(datetime)
+    elif entry.at is not None and after is None:
+        occurrence = entry.at
+    due = None
+    if occurrence is not None:
+        due = occurrence
+        if entry.local_time is not None:
+            midnight = datetime.combine(occurrence.date(), time(0), tzinfo=UTC)
+            due = midnight - LOCAL_LEAD
+        if entry.cron is None and max(due, occurrence) < now:
+            due = None  # a one-off run that is long past
+    payload = {"occurrence": occurrence.isoformat()} if occurrence else {}
+    repo.set_timers(
+        conn,
+        [("", "schedule", journey.id, due)],
+        {("", "schedule", journey.id): payload},
+    )
 
 
-def sync_schedules(conn: Connection, ws: Workspace, now: datetime) -> None:
-    """Every scheduled journey has its next-run timer; others have none."""
+def sync_schedules(
+    conn: Connection, ws: Workspace, now: datetime, replan: Iterable[str] = ()
+) -> None:
+    """Every scheduled journey has its next-run timer (re-planned for `replan`, whose
+    schedule may have changed); others have none."""
     existing = set(
         conn.execute(
             select(TimerRow.ref).where(TimerRow.profile_id == "", TimerRow.kind == "schedule")
         ).scalars()
     )
     for journey in ws.journeys.values():
-        if journey.entry.kind == "schedule" and journey.id not in existing:
+        planned = journey.id in existing and journey.id not in set(replan)
+        if journey.entry.kind == "schedule" and not planned:
             schedule_next(conn, journey, now)
     stale = existing - {j.id for j in ws.journeys.values() if j.entry.kind == "schedule"}
     repo.set_timers(conn, [("", "schedule", jid, None) for jid in stale])

@@ -45,7 +45,7 @@ class _Bulk:
     ws: Workspace
     now: datetime
     progress: Progress
-    universe: set[str] = field(default_factory=set)
+    universe: set[str] | None = None
     recheck: dict[str, datetime] = field(default_factory=dict)
     _profile_leaves: dict[int, set[str]] = field(default_factory=dict)
 
@@ -56,8 +56,10 @@ class _Bulk:
     def evaluate(self, condition: Condition) -> set[str]:
         match condition:
             case All(children):
-                result = set(self.universe)
-                for child in children:
+                if not children:
+                    return set(self.everyone())
+                result = self.evaluate(children[0])
+                for child in children[1:]:
                     result &= self.evaluate(child)
                 return result
             case AnyOf(children):
@@ -66,7 +68,7 @@ class _Bulk:
                     found |= self.evaluate(child)
                 return found
             case Not(child):
-                return self.universe - self.evaluate(child)
+                return self.everyone() - self.evaluate(child)
             case EventCondition():
                 return self.events(condition)
             case SegmentCondition(segment):
@@ -76,25 +78,37 @@ class _Bulk:
                 return set(self.conn.execute(query).scalars())
         return self._profile_leaves[id(condition)]
 
+    def everyone(self) -> set[str]:
+        """Every profile id (read once, ids only, when a `not` or `at_most` needs it)."""
+        if self.universe is None:
+            self.universe = set(self.conn.execute(select(ProfileRow.id)).scalars())
+        return self.universe
+
     def events(self, condition: EventCondition) -> set[str]:
         """Members by one pass over the matching events (grouped in SQL when no filter)."""
         stats = self._event_stats(condition)
         members: set[str] = set()
+        # As time passes a window only loses events: with `at_least` alone, only a
+        # member can leave; with `at_most` alone, only a non-member can join.
+        can_leave = condition.at_least > 0 or condition.at_most is None
+        can_join = condition.at_most is not None
         for pid, (count, first, last) in stats.items():
+            holds = _holds(condition, count, first, last, self.now)
+            if holds:
+                members.add(pid)
             if condition.within is not None:
-                self.soonest(pid, first + condition.within)
+                if (holds and can_leave) or (not holds and can_join):
+                    self.soonest(pid, first + condition.within)
             elif condition.first_within is not None:
                 self.soonest(pid, first + condition.first_within)
             elif condition.last_older_than is not None:
                 self.soonest(pid, last + condition.last_older_than)
-            if _holds(condition, count, first, last, self.now):
-                members.add(pid)
         if (
             condition.at_least == 0
             and condition.first_within is None
             and condition.last_older_than is None
         ):
-            members |= self.universe - set(stats)
+            members |= self.everyone() - set(stats)
         return members
 
     def _event_stats(self, condition: EventCondition) -> dict[str, tuple[int, datetime, datetime]]:
@@ -147,14 +161,14 @@ class _Bulk:
         ]
         for leaf in wanted:
             self._profile_leaves[id(leaf)] = set()
-        done = 0
-        total = len(self.universe)
+        if not wanted:
+            return
+        universe: set[str] = set()
         for chunk in profile_chunks(self.conn):
-            done += len(chunk)
-            self.universe.update(row.id for row in chunk)
-            if wanted:
-                self._leaves_for(chunk, wanted)
-            self.progress("profiles", done, total or done)
+            universe.update(row.id for row in chunk)
+            self._leaves_for(chunk, wanted)
+            self.progress("profiles", len(universe), len(universe))
+        self.universe = universe
 
     def _leaves_for(self, chunk: list[Any], wanted: Sequence[Condition]) -> None:
         owned = identity_repo.identifiers_of(self.conn, [r.id for r in chunk])
@@ -195,12 +209,9 @@ def profile_chunks(conn: Connection) -> Iterator[list[Any]]:
 
 
 def _time(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    moment = timing.as_instant(value)
-    if moment is None:
-        raise ValueError(f"not a time: {value!r}")
-    return moment
+    """A time as the driver returns it (SQLite: text in UTC)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _holds(
@@ -241,7 +252,6 @@ def compute_segment(
     """Compute one segment for every profile; store entries, exits and re-checks."""
     segment = ws.segments[segment_id]
     bulk = _Bulk(conn, db, ws, now, progress)
-    bulk.universe = set()
     bulk.profile_leaves(segment.condition)
     progress("events", 0, 1)
     members = bulk.evaluate(segment.condition)

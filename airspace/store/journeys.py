@@ -501,9 +501,10 @@ def write_decisions(
 
 
 def queue_webhooks(
-    conn: Connection, calls: Sequence[tuple[str, str, str, CallWebhook]], now: datetime
+    conn: Connection, calls: Sequence[tuple[str, str, Enrollment, CallWebhook]], now: datetime
 ) -> None:
-    """Webhook calls to make after commit: (profile id, call id, journey id, call)."""
+    """Webhook calls to make after commit: (profile id, call id, enrollment, call). A
+    held-out person's call is recorded, not made: it may well send them something."""
     if not calls:
         return
     conn.execute(
@@ -530,10 +531,11 @@ def queue_webhooks(
                     },
                 },
                 "transactional": True,
-                "status": "pending",
+                "status": "pending" if enrollment.layer == "treated" else "held_out",
                 "sent_at": now,
             }
-            for pid, call_id, journey_id, call in calls
+            for pid, call_id, enrollment, call in calls
+            for journey_id in [enrollment.journey_id]
         ],
     )
 

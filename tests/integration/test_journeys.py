@@ -244,6 +244,7 @@ holdout: 0
 steps:
   - webhook: {{url: "{receiver.url}", body: {{list: newcomers}}}}
 """,
+            "controller: {global_control: 0%}",
         )
         worker = services.worker()
         send({"type": "track", "userId": "dee", "event": "Signed Up"})
@@ -346,3 +347,24 @@ def test_birthday_greeting_at_nine_local_time(
     assert (message.content, message.sent_at) == ("birthday-greeting", timer.due_at)
     [timer] = rows(services, TimerRow, kind="anniversary")
     assert timer.due_at.year == 2027
+
+
+def test_webhook_of_a_held_out_person_is_recorded_not_called(
+    services: Services, send: Send
+) -> None:
+    put(
+        services,
+        """
+journey: crm-sync
+entry: {event: Signed Up}
+steps:
+  - webhook: {url: "http://127.0.0.1:9/never", body: {list: newcomers}}
+""",
+        "controller: {global_control: 100%}",
+    )
+    worker = services.worker()
+    send({"type": "track", "userId": "dee", "event": "Signed Up"})
+    worker.drain()
+    [message] = rows(services, MessageRow, channel="webhook")
+    assert message.status == "held_out"
+    assert worker.deliver() == 0
