@@ -41,6 +41,7 @@ class Services:
                 secret=self.secret,
                 batch_size=self.settings.worker_batch_size,
                 idle_seconds=self.settings.worker_idle_seconds,
+                batch_seconds=self.settings.worker_batch_seconds,
                 dedupe_retention=timedelta(days=self.settings.dedupe_retention_days),
             ),
         )

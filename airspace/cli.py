@@ -272,11 +272,15 @@ def demo(
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Keep serving after the replay")
     ] = True,
+    days: Annotated[
+        int, typer.Option(min=0, max=60, help="Days of example journeys to run (0: none)")
+    ] = 7,
 ) -> None:
-    """Start a server on SQLite and replay real purchases plus web and app behaviour."""
+    """Start a server on SQLite, replay real purchases plus web and app behaviour, then
+    run the example journeys for a week on a simulated clock."""
     from airspace.demo.run import run_demo
 
-    run_demo(console, full=full, port=port, database=database, serve_after=serve_after)
+    run_demo(console, full=full, port=port, database=database, serve_after=serve_after, days=days)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(
         1000, ge=1, le=10000, description="Inbox events a worker applies per transaction"
     )
+    worker_batch_seconds: float = Field(
+        0.05,
+        gt=0,
+        le=10,
+        description="About how long one worker batch should take: shorter keeps the time "
+        "from an event to its journeys' reaction low, longer favours throughput",
+    )
     worker_idle_seconds: float = Field(
         0.05, gt=0, description="How long an idle worker waits before looking for work again"
     )

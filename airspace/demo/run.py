@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
@@ -14,7 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from airspace.api.app import create_app
 from airspace.bootstrap import Services, build_services
+from airspace.demo.journeys import apply_examples, run_week
 from airspace.demo.replay import build_events, load_cdnow, replay
+from airspace.domain.clock import SimulatedClock
 from airspace.settings import Settings
 from airspace.store import admin
 from airspace.store.inbox import inbox_depth
@@ -67,6 +70,13 @@ Where to look (server at {base_url}, database {database}):
        '{base_url}/admin/v1/profiles?identifier=user_id:{user}'
   curl -H "Authorization: Bearer $AIRSPACE_ADMIN_KEY" '{base_url}/admin/v1/merges?limit=5'
   curl -u "$AIRSPACE_WRITE_KEY:" {base_url}/v1/track -d '{{"userId": "{user}", "event": "Hello"}}'
+  curl -H "Authorization: Bearer $AIRSPACE_ADMIN_KEY" '{base_url}/admin/v1/messages?limit=5'
+  curl -H "Authorization: Bearer $AIRSPACE_ADMIN_KEY" \\
+       '{base_url}/admin/v1/journeys/abandoned-cart/report'
+  curl -H "Authorization: Bearer $AIRSPACE_ADMIN_KEY" \\
+       '{base_url}/admin/v1/segments/lapsed-customers/sizes'
+
+  The demo's clock is simulated: it stays at the end of the week it ran.
 
   OpenAPI docs: {base_url}/docs    metrics: {base_url}/metrics
 """,
@@ -74,12 +84,17 @@ Where to look (server at {base_url}, database {database}):
     )
 
 
-def run_demo(console: Console, *, full: bool, port: int, database: Path, serve_after: bool) -> None:
-    """Replay CDNOW purchases and synthetic web/app behaviour through the tracking API."""
+def run_demo(
+    console: Console, *, full: bool, port: int, database: Path, serve_after: bool, days: int = 7
+) -> None:
+    """Replay CDNOW purchases and synthetic web/app behaviour through the tracking API,
+    then run the example journeys for `days` days on a simulated clock."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     settings = Settings(database_url=f"sqlite:///{database}", port=port)
-    services = build_services(settings)
+    # A simulated clock, so that a week of journeys takes seconds; it starts at the real now.
+    clock = SimulatedClock(datetime.now(UTC).replace(microsecond=0))
+    services = build_services(settings, clock)
     migrate(services.db)
     now = services.clock.now()
     _, write_key = create_key(services.db, "write", "demo", now)
@@ -138,6 +153,15 @@ def run_demo(console: Console, *, full: bool, port: int, database: Path, serve_a
         f"\n[green]done[/green]: {counts['profiles']:,} profiles, {counts['events']:,} events, "
         f"{counts['merges']:,} merges, {counts['quarantine']:,} quarantined"
     )
+    stop.set()
+    worker.join(timeout=30)
+    if days > 0 and apply_examples(services, console):
+        run_week(services, clock, services.worker(), console, base_url, write_key, days=days)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=services.worker().run_forever, args=(stop,), name="worker", daemon=True
+    )
+    worker.start()
     if serve_after:
         _print_where_to_look(services, base_url, write_key, admin_key, database)
     if serve_after:

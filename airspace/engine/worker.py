@@ -41,6 +41,25 @@ class WorkerConfig:
     idle_seconds: float = 0.05
     dedupe_retention: timedelta = timedelta(days=7)
     prune_every: timedelta = timedelta(minutes=10)
+    batch_seconds: float = 0.05
+
+
+@dataclass
+class Pace:
+    """Sizes batches so that one takes about `target` seconds: small batches keep the
+    time from an event to its effects short; under load each batch still takes many."""
+
+    target: float
+    most: int
+    least: int = 20
+    per_item: float = 0.001
+
+    def limit(self) -> int:
+        return max(self.least, min(self.most, int(self.target / self.per_item)))
+
+    def observe(self, items: int, seconds: float) -> None:
+        if items:
+            self.per_item = 0.7 * self.per_item + 0.3 * (seconds / items)
 
 
 class Worker:
@@ -52,6 +71,8 @@ class Worker:
         self.config = config
         self._last_prune: datetime | None = None
         self.journeys = JourneyRuntime(db)
+        self.pace = Pace(config.batch_seconds, config.batch_size)
+        self.timer_pace = Pace(config.batch_seconds, config.batch_size)
         self.channels: dict[str, Channel] = {"webhook": WebhookChannel()}
 
     def deliver(self, limit: int = 100) -> int:
@@ -82,10 +103,12 @@ class Worker:
 
     def run_timers(self, limit: int | None = None) -> ReactStats:
         """Carry out due timers (wake-ups, re-checks, schedules, decisions) in one batch."""
+        started = time.perf_counter()
         with self.db.write() as conn:
             stats = self.journeys.run_timers(
-                conn, self.clock.now(), limit or self.config.batch_size
+                conn, self.clock.now(), limit or self.timer_pace.limit()
             )
+        self.timer_pace.observe(stats.timers, time.perf_counter() - started)
         metrics.TIMERS_FIRED.inc(stats.timers)
         metrics.ENROLLMENTS.inc(stats.enrollments)
         metrics.MESSAGES_SENT.inc(stats.sent)
@@ -96,7 +119,7 @@ class Worker:
         started = time.perf_counter()
         now = self.clock.now()
         with self.db.write() as conn:
-            partition, items = repo.claim_batch(conn, self.db, limit or self.config.batch_size)
+            partition, items = repo.claim_batch(conn, self.db, limit or self.pace.limit())
             if not items:
                 return BatchResult()
             result = apply_batch(
@@ -106,7 +129,9 @@ class Worker:
                 conn, result.touched, result.profiles, now, fresh=result.merged_into
             )
             repo.finish_batch(conn, partition, [item.id for item in items], now)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.pace.observe(len(items), elapsed)
+        metrics.BATCH_SECONDS.observe(elapsed)
         metrics.ENROLLMENTS.inc(stats.enrollments)
         metrics.MESSAGES_SENT.inc(stats.sent)
         metrics.EVENTS_APPLIED.inc(result.applied)

@@ -388,7 +388,11 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("content_type", "body", "code", "expected"), MALFORMED)
+@pytest.mark.parametrize(
+    ("content_type", "body", "code", "expected"),
+    MALFORMED,
+    ids=[f"malformed-{i}" for i in range(len(MALFORMED))],
+)
 def test_malformed_bodies_say_what_and_where(
     admin: httpx.Client, content_type: str, body: bytes, code: str, expected: str
 ) -> None:
@@ -436,7 +440,7 @@ UNSTORABLE = [
         "that contains itself?)",
     ),
     (
-        "[" * 5000,
+        "[" * 1000,
         "the body is nested too deeply; a definition nests at most 64 levels",
     ),
     (
@@ -446,7 +450,9 @@ UNSTORABLE = [
 ]
 
 
-@pytest.mark.parametrize(("text", "expected"), UNSTORABLE)
+@pytest.mark.parametrize(
+    ("text", "expected"), UNSTORABLE, ids=[f"unstorable-{i}" for i in range(len(UNSTORABLE))]
+)
 def test_what_cannot_be_stored_is_refused_with_its_path(
     admin: httpx.Client, text: str, expected: str | None
 ) -> None:
@@ -481,7 +487,7 @@ def test_billion_laughs_is_refused_at_once(admin: httpx.Client) -> None:
         ("api:segment/vip: anchors", "error"),
         ("api:segment/vip: description", "error"),
         ("api:segment/vip", "warning"),
-    ] or all(p["path"].startswith("api:segment/vip") for p in problems)
+    ]
 
 
 # --- validate --------------------------------------------------------------------------------
@@ -756,10 +762,10 @@ def test_abandoned_cart_end_to_end(
     )
     assert (ended["converted_at"], ended["conversion_value"]) == (at(t0 + timedelta(hours=3)), 42.5)
     person = ok(admin.get(f"/profiles/{ann}/journeys"))
-    assert [
-        (c["content"] if "content" in c else c["spec"]["content"], c["status"])
-        for c in person["candidates"]
-    ] == [("cart-reminder", "sent")]
+    # Nothing already sent is withdrawn.
+    assert [(c["spec"]["content"], c["status"]) for c in person["candidates"]] == [
+        ("cart-reminder", "sent")
+    ]
     [sent] = ok(admin.get(f"/profiles/{ann}/messages"))["items"]
     assert (sent["content"], sent["status"], sent["sent_at"]) == (
         "cart-reminder",
@@ -774,7 +780,7 @@ def test_abandoned_cart_end_to_end(
     clock.advance(timedelta(minutes=1))
     worker.drain()
     day_after = at(t0 + timedelta(days=1, hours=1))
-    [(when, whom, channel, address, content)] = [m for m in messages(admin) if m[0] == day_after]
+    [(_, whom, channel, address, content)] = [m for m in messages(admin) if m[0] == day_after]
     assert (whom, channel, address) == (bob, "email", "bob@example.com")
     assert content in ("cart-reminder-2", "cart-reminder-discount")
     done = enrollment(admin, bob, "abandoned-cart")
@@ -854,7 +860,7 @@ def test_welcome_series_end_to_end(
     ]
 
 
-# --- fuzz -------------------------------------------------------------------------------------------
+# --- fuzz ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -898,10 +904,12 @@ def test_arbitrary_definitions_never_break_the_api(
         assert response.status_code in (200, 400), response.text
         answer = response.json()
         if response.status_code == 400:
-            assert set(answer) == {"code", "message"} and answer["message"], answer
+            assert set(answer) == {"code", "message"}, answer
+            assert answer["message"], answer
         elif validate:
             for problem in answer:
-                assert problem["path"] and problem["message"], problem
+                assert problem["path"], problem
+                assert problem["message"], problem
                 assert problem["level"] in ("error", "warning"), problem
         else:
             stored += 1

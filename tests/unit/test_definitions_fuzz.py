@@ -214,7 +214,8 @@ def test_any_file_of_structures_gives_problems_not_exceptions(files: dict[str, A
     _, more = load_documents(found)
     check_problems(more)
     for doc in found:
-        assert isinstance(doc.id, str) and doc.id, doc
+        assert isinstance(doc.id, str), doc
+        assert doc.id, doc
         assert isinstance(doc.body, dict), doc
 
 
