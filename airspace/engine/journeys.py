@@ -66,6 +66,7 @@ class JourneyRuntime:
     _workspace: Workspace | None = None
     _revision: Any = None
     _versions: dict[tuple[str, int], Journey] = field(default_factory=dict)
+    queued_calls: int = 0
 
     def workspace(self, conn: Connection) -> Workspace:
         """The live definitions, reloaded when any changed."""
@@ -159,6 +160,7 @@ class JourneyRuntime:
             stats.exited += len(reaction.exited)
         repo.write_people(conn, writes, now)
         repo.queue_webhooks(conn, webhooks, now)
+        self.queued_calls += len(webhooks)
         if changed_profiles:
             identity_repo.save_profiles(conn, changed_profiles, now)
         stats.sent += self._decide_or_schedule(conn, ws, writes, now, known)

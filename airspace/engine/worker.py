@@ -29,6 +29,7 @@ from airspace.store.inbox import Refused, prune_message_ids, quarantine
 log = logging.getLogger("airspace.worker")
 
 _ATTEMPTS = 3
+DELIVERY_SWEEP = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class Worker:
         self.config = config
         self._last_prune: datetime | None = None
         self.journeys = JourneyRuntime(db)
+        self._last_delivery: datetime | None = None
         self.pace = Pace(config.batch_seconds, config.batch_size)
         self.timer_pace = Pace(config.batch_seconds, config.batch_size)
         self.channels: dict[str, Channel] = {"webhook": WebhookChannel()}
@@ -80,6 +82,14 @@ class Worker:
         transaction; return how many were handled. A sender that dies mid-way leaves the
         message `sending`; it is retried with the same idempotency key after a while."""
         now = self.clock.now()
+        # Looking costs a write transaction: look when this worker queued calls, and
+        # otherwise (calls of other workers, retries) every few seconds.
+        queued = self.journeys.queued_calls
+        last = self._last_delivery
+        if not queued and last is not None and now - last < DELIVERY_SWEEP:
+            return 0
+        self._last_delivery = now
+        self.journeys.queued_calls = 0
         with self.db.write() as conn:
             outgoing = journeys_repo.claim_outgoing(
                 conn, self.db, now, limit, now - timedelta(minutes=5)
@@ -104,6 +114,11 @@ class Worker:
     def run_timers(self, limit: int | None = None) -> ReactStats:
         """Carry out due timers (wake-ups, re-checks, schedules, decisions) in one batch."""
         started = time.perf_counter()
+        now = self.clock.now()
+        with self.db.read() as conn:  # the common case, nothing due, takes no write lock
+            due = journeys_repo.next_due(conn)
+        if due is None or due > now:
+            return ReactStats()
         with self.db.write() as conn:
             stats = self.journeys.run_timers(
                 conn, self.clock.now(), limit or self.timer_pace.limit()

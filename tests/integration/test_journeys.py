@@ -253,7 +253,9 @@ steps:
         assert message.status == "pending"
         assert worker.deliver() == 1
         [message] = rows(services, MessageRow, channel="webhook")
-        assert message.status == "pending"  # 503: retried
+        assert message.status == "pending"  # 503: retried, a few seconds later
+        assert worker.deliver() == 0
+        clock.advance(timedelta(seconds=5))
         assert worker.deliver() == 1
         [message] = rows(services, MessageRow, channel="webhook")
         assert message.status == "delivered"
