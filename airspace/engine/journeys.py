@@ -145,7 +145,7 @@ class JourneyRuntime:
             if pid in fresh:
                 inputs += [TimerInput("segment", sid, now) for sid in ws.segments]
             reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
-            writes.append(self._person_write(ws, pid, reaction))
+            writes.append(self._person_write(pid, reaction, mine))
             for call in reaction.webhooks:
                 enrollment = reaction.enrollments[call.enrollment_id]
                 webhooks.append((pid, new_id(now), enrollment, call))
@@ -166,10 +166,16 @@ class JourneyRuntime:
         stats.sent += self._decide_or_schedule(conn, ws, writes, now, known)
         return stats
 
-    def _person_write(self, ws: Workspace, pid: str, reaction: Reaction) -> PersonWrite:
+    def _person_write(
+        self, pid: str, reaction: Reaction, before: Sequence[Enrollment]
+    ) -> PersonWrite:
         timers: dict[tuple[str, str], datetime | None] = {}
+        waited = {e.id for e in before if e.wake_at is not None}
         for e in reaction.enrollments.values():
-            timers["enrollment", e.id] = e.wake_at if e.active else None
+            if e.active and e.wake_at is not None:
+                timers["enrollment", e.id] = e.wake_at
+            elif e.id in waited:
+                timers["enrollment", e.id] = None
         for sid, due in reaction.segment_timers.items():
             timers["segment", sid] = due
         for jid, due in reaction.anniversary_timers.items():
@@ -254,7 +260,9 @@ class JourneyRuntime:
             for d in decisions:
                 decided.append((by_id[d.candidate_id], d, addresses.get(d.channel or "", "")))
             retry = [d.retry_at for d in decisions if d.retry_at is not None]
-            retries.append((pid, "decide", "", min(retry) if retry else None))
+            if retry:
+                # Without a retry any decision timer left is stale, and harmless.
+                retries.append((pid, "decide", "", min(retry)))
         repo.write_decisions(conn, decided, now)
         repo.set_timers(conn, retries)
         return sum(1 for _, d, _ in decided if d.outcome == "send")

@@ -74,7 +74,8 @@ class Worker:
         self.journeys = JourneyRuntime(db)
         self._last_delivery: datetime | None = None
         self.pace = Pace(config.batch_seconds, config.batch_size)
-        self.timer_pace = Pace(config.batch_seconds, config.batch_size)
+        # Due timers tolerate a little more wait than fresh events: larger batches.
+        self.timer_pace = Pace(config.batch_seconds * 4, config.batch_size)
         self.channels: dict[str, Channel] = {"webhook": WebhookChannel()}
 
     def deliver(self, limit: int = 100) -> int:
