@@ -142,6 +142,11 @@ def parse_entry(raw: Any, path: str, problems: Problems) -> Entry:
         return Entry("event")
     if "event" in raw:
         match = parse_event_match(raw, path, problems, allowed={"key"})
+        if "match" in raw:
+            problems.error(
+                join(path, "match"),
+                "an entry event has no trigger to match against; filter it with where",
+            )
         key = raw.get("key")
         if key is not None and not isinstance(key, str):
             problems.error(join(path, "key"), "expected a path such as properties.cart_id")

@@ -318,7 +318,7 @@ def refusal(
     same_key = [e for e in previous if e.key == key]
     if sum(1 for e in previous if e.active) >= journey.max_concurrent:
         return f"already in it {journey.max_concurrent} time(s) at once"
-    if any(e.active for e in same_key):
+    if key and any(e.active for e in same_key):
         return "already in it for this key"
     if same_key and journey.re_entry == "never":
         return "re-entry is never allowed"

@@ -25,6 +25,7 @@ from airspace.domain.definitions import (
 )
 from airspace.domain.errors import InvalidInput
 from airspace.domain.problems import Problem, Problems
+from airspace.domain.segments import lookup
 from airspace.engine.journeys import sync_schedules
 from airspace.engine.segments import (
     Computed,
@@ -164,7 +165,7 @@ def _schedule_anniversaries(
         timers = []
         for row in chunk:
             profile = identity_repo.profile_from_row(row._mapping)
-            born = timing.as_date(profile.traits.get(entry.trait))
+            born = timing.as_date(lookup(profile.traits, entry.trait))
             if born is None:
                 continue
             tz = timing.timezone_of(profile, workspace.settings.timezone)

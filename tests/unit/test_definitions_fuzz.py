@@ -129,11 +129,15 @@ def dump(value: Any) -> str:
     return yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
 
 
+EXAMPLE_FILES = {
+    f"examples/{p.relative_to(EXAMPLES).as_posix()}": p.read_text(encoding="utf-8")
+    for p in sorted(EXAMPLES.rglob("*.yaml"))
+}
+EXAMPLE_SOURCES = {d.source for d in documents_from_files(EXAMPLE_FILES, Problems())}
+
+
 def example_files() -> dict[str, str]:
-    return {
-        f"examples/{p.relative_to(EXAMPLES).as_posix()}": p.read_text(encoding="utf-8")
-        for p in sorted(EXAMPLES.rglob("*.yaml"))
-    }
+    return dict(EXAMPLE_FILES)
 
 
 @contextmanager
@@ -219,7 +223,7 @@ def test_any_file_of_structures_gives_problems_not_exceptions(files: dict[str, A
         assert isinstance(doc.body, dict), doc
 
 
-@FUZZ
+@settings(FUZZ, max_examples=60)  # each example parses the whole examples folder
 @given(neighbours=st.lists(documents, min_size=1, max_size=4), multi=st.booleans())
 def test_a_good_folder_is_read_in_full_however_bad_its_neighbours(
     neighbours: list[Any], multi: bool
@@ -228,7 +232,6 @@ def test_a_good_folder_is_read_in_full_however_bad_its_neighbours(
     nothing away from the good ones: every example is read and parsed, and no error is
     blamed on an example file."""
     files = example_files()
-    example_sources = {d.source for d in documents_from_files(files, Problems())}
     if multi:
         # Bad documents appended to a good file, after `---`.
         files["examples/topics.yaml"] += "".join(f"---\n{dump(n)}" for n in neighbours)
@@ -248,7 +251,7 @@ def test_a_good_folder_is_read_in_full_however_bad_its_neighbours(
     for problem in [*problems.items, *listed]:
         if problem.level == "error":
             source = problem.path.split(": ", 1)[0]
-            assert source not in example_sources, problem
+            assert source not in EXAMPLE_SOURCES, problem
 
 
 def test_one_bad_document_in_a_good_file_is_reported_by_its_number() -> None:
