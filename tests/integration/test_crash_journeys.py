@@ -1,12 +1,12 @@
 """Crash test of journeys on PostgreSQL: no enrollment advances twice, no timer is lost.
 
 2,000 people join at once; each enters the `drip` journey (message, wait 3 s,
-message, wait 3 s, message) and a segment (`Joined` within 60 s) whose exit, found by a
-re-check timer, starts a second journey. Three real `airspace worker` processes run it on the real clock; one is
-killed with SIGKILL twice while inside a write transaction, and started again.
-Afterwards every enrollment has completed, each of its three message steps was
-sent exactly once (no step ran twice, none was skipped), every segment re-check
-happened, and no timer is left behind.
+message, wait 3 s, message) and a segment (`Joined` within 60 s) whose exit, found
+by a re-check timer, starts a second journey. Three real `airspace worker` processes
+run it on the real clock; one is killed with SIGKILL twice while inside a transaction
+that writes journey state, and started again. Afterwards every enrollment has
+completed, each of its three message steps was sent exactly once (no step ran twice,
+none was skipped), every segment re-check happened, and no timer is left behind.
 """
 
 from __future__ import annotations
@@ -111,8 +111,9 @@ def _diagnosis(db: Database) -> str:
                     "SELECT journey_id, status, count(*) FROM enrollments GROUP BY 1, 2",
                     "SELECT kind, count(*) FROM timers GROUP BY kind",
                     "SELECT count(*) FROM segment_members",
-                    "SELECT min(entered_at), max(entered_at) FROM enrollments WHERE journey_id='drip'",
-                    "SELECT min(timestamp), max(timestamp), min(received_at) FROM events WHERE name='Joined'",
+                    "SELECT min(entered_at), max(entered_at) FROM enrollments "
+                    "WHERE journey_id = 'drip'",
+                    "SELECT min(timestamp), max(timestamp) FROM events WHERE name = 'Joined'",
                 )
             ]
         )
@@ -186,7 +187,8 @@ def test_journeys_survive_sigkills_without_double_steps_or_lost_timers(
         per_step = conn.execute(
             text(
                 "SELECT e.id, m.step_id, count(m.id) FROM enrollments e "
-                "LEFT JOIN messages m ON m.journey_id = e.journey_id AND m.profile_id = e.profile_id "
+                "LEFT JOIN messages m "
+                "ON m.journey_id = e.journey_id AND m.profile_id = e.profile_id "
                 "WHERE e.journey_id = 'drip' GROUP BY e.id, m.step_id"
             )
         ).all()

@@ -109,7 +109,8 @@ def test_abandoned_cart_reminds_after_an_hour_then_stops_on_purchase(
     [enrollment] = rows(services, EnrollmentRow, journey_id="abandoned-cart")
     assert enrollment.status == "exited"
     assert enrollment.exit_reason == "exit event Order Completed"
-    assert enrollment.converted_at is not None and enrollment.conversion_value == 42.5
+    assert enrollment.converted_at is not None
+    assert enrollment.conversion_value == 42.5
     assert rows(services, TimerRow, kind="enrollment") == []
     clock.advance(timedelta(days=2))
     worker.drain()
@@ -177,9 +178,8 @@ def test_win_back_enters_when_ninety_days_pass_and_exits_on_order(
     )
     worker.drain()
     [enrollment] = rows(services, EnrollmentRow, journey_id="win-back")
-    assert (
-        enrollment.status == "exited" and enrollment.exit_reason == "left segment lapsed-customers"
-    )
+    assert enrollment.status == "exited"
+    assert enrollment.exit_reason == "left segment lapsed-customers"
     assert enrollment.conversion_value == 30
     clock.advance(timedelta(days=7))
     worker.drain()
