@@ -143,11 +143,6 @@ def test_validate_prints_every_problem_with_its_file_and_path(tmp_path: Path) ->
     assert result.stderr == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (domain/definitions.py load_documents): problems of a definition defined "
-    "twice are blamed on the duplicate that was ignored (by_ref keeps the last source)",
-)
 def test_a_warning_names_the_file_that_was_kept_not_its_duplicate(tmp_path: Path) -> None:
     folder = write(
         tmp_path / "defs",

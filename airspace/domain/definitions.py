@@ -268,7 +268,9 @@ def load_documents(
         documents=tuple(documents),
         paused=paused,
     )
-    by_ref: dict[tuple[str, str], str] = {(d.kind, d.id): d.source for d in documents}
+    by_ref: dict[tuple[str, str], str] = {}
+    for d in documents:  # the first definition of an id is the one used
+        by_ref.setdefault((d.kind, d.id), d.source)
     for problem in cross_check(workspace):
         kind, _, rest = problem.path.partition(":")
         ref, _, inner = rest.partition(":")

@@ -486,7 +486,7 @@ def on_event(
     if (
         goal is not None
         and current.converted_at is None
-        and current.entered_at <= event.timestamp <= current.entered_at + goal.within
+        and _goal_start(current) <= event.timestamp <= current.entered_at + goal.within
         and goal.event.matches(event.name, event.payload, current.context)
     ):
         current = replace(
@@ -509,6 +509,17 @@ def on_event(
         outcome = advance(journey, replace(current, step_id=step.next, wake_at=None), facts)
         return Outcome(outcome.enrollment, (*effects, *outcome.effects))
     return Outcome(current) if current is not enrollment else None
+
+
+def _goal_start(enrollment: Enrollment) -> datetime:
+    """A goal counts from the trigger's own time: an order stamped after the abandoned cart
+    but applied in the same batch as it (so before the enrollment existed) converts."""
+    stamp = enrollment.context.get("timestamp")
+    if isinstance(stamp, str):
+        trigger_time = timing.as_instant(stamp)
+        if trigger_time is not None:
+            return min(trigger_time, enrollment.entered_at)
+    return enrollment.entered_at
 
 
 def exit_now(enrollment: Enrollment, reason: str, now: datetime) -> Outcome:

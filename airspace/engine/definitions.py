@@ -119,6 +119,7 @@ def apply(
         for sid in workspace.segment_order():
             if ("segment", sid) in touched or _refers_to_touched(workspace, sid, touched):
                 applied.computed.append(compute_segment(conn, db, workspace, sid, now, progress))
+                touched.add(("segment", sid))  # what refers to it is recomputed after it
         for jid, journey in workspace.journeys.items():
             if ("journey", jid) not in touched:
                 continue

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, delete, func, insert, select, text
 
 from airspace.domain import controller, segments, timing
 from airspace.domain.definitions import Workspace
@@ -26,7 +26,7 @@ from airspace.domain.segments import All, AnyOf, Condition, EventCondition, Not,
 from airspace.store import identity as identity_repo
 from airspace.store.bulk import driver_time, insert_many, placeholders
 from airspace.store.database import Database
-from airspace.store.tables import ProfileRow, SegmentMemberRow, TimerRow, core
+from airspace.store.tables import ProfileRow, SegmentMemberRow, SegmentSizeRow, TimerRow, core
 
 Progress = Callable[[str, int, int], None]
 PROFILE_CHUNK = 5000
@@ -285,6 +285,7 @@ def _write(
         "INSERT INTO segment_members (segment_id, profile_id, entered_at)",
         placeholders(sqlite, 3, 0),
         [(segment_id, pid, stamp) for pid in entered],
+        "ON CONFLICT (segment_id, profile_id) DO NOTHING",  # a worker got there first
     )
     done += len(entered)
     progress("writing", done, total)
@@ -319,13 +320,29 @@ def _write(
     progress("writing", total, total)
 
 
-def record_sizes(conn: Connection, now: datetime) -> None:
-    """Note every segment's size now (sizes over time)."""
-    sqlite = conn.dialect.name == "sqlite"
-    conn.execute(
-        text(
-            "INSERT INTO segment_sizes (segment_id, at, size) "
-            "SELECT segment_id, :now, COUNT(*) FROM segment_members GROUP BY segment_id"
-        ),
-        {"now": driver_time(sqlite, now)},
-    )
+SIZE_EVERY = timedelta(minutes=5)
+
+
+def record_sizes(conn: Connection, now: datetime, segment_ids: Sequence[str]) -> None:
+    """Note the size of these segments now, empty ones too (sizes over time); with
+    several workers, the first to get here in a 5-minute span writes them."""
+    last = conn.execute(select(func.max(SegmentSizeRow.at))).scalar()
+    if last is not None and now - last < SIZE_EVERY and not _new(conn, segment_ids):
+        return
+    sizes = dict.fromkeys(segment_ids, 0)
+    for sid, size in conn.execute(
+        select(SegmentMemberRow.segment_id, func.count()).group_by(SegmentMemberRow.segment_id)
+    ):
+        if sid in sizes:
+            sizes[sid] = size
+    if sizes:
+        conn.execute(
+            insert(core(SegmentSizeRow)),
+            [{"segment_id": sid, "at": now, "size": size} for sid, size in sizes.items()],
+        )
+
+
+def _new(conn: Connection, segment_ids: Sequence[str]) -> bool:
+    """Has any of these segments no size recorded yet?"""
+    known = set(conn.execute(select(SegmentSizeRow.segment_id).distinct()).scalars())
+    return bool(set(segment_ids) - known)

@@ -175,7 +175,7 @@ class Worker:
             prune_message_ids(self.db, now, self.config.dedupe_retention)
             with self.db.write() as conn:
                 sync_schedules(conn, self.journeys.workspace(conn), now)
-                record_sizes(conn, now)
+                record_sizes(conn, now, list(self.journeys.workspace(conn).segments))
             self._last_prune = now
 
     def quarantine_next(self, reason: str) -> None:

@@ -207,7 +207,8 @@ def write_people(conn: Connection, people: Sequence[PersonWrite], now: datetime)
         for p in people
         for sid, at in p.entered
     ]
-    insert_rows(conn, SegmentMemberRow, members)
+    # A bulk computation may have put someone in at the same moment: keep that row.
+    upsert(conn, SegmentMemberRow, members, ["segment_id", "profile_id"], update=False)
     gone: dict[str, list[str]] = {}
     for p in people:
         for sid, _ in p.exited:
@@ -584,15 +585,21 @@ def claim_outgoing(
     return [Outgoing(r.id, r.idempotency_key, r.channel, r.address, r.body) for r in rows]
 
 
+MAX_ATTEMPTS = 10
+
+
 def record_delivery(
     conn: Connection, message_id: int, status: str, detail: str, now: datetime
 ) -> None:
-    """The channel's answer for one message."""
+    """The channel's answer for one message; a retry after the last attempt is a failure."""
     body = conn.execute(select(MessageRow.body).where(MessageRow.id == message_id)).scalar() or {}
+    attempts = int(body.get("attempts", 0)) + 1
+    if status == "pending" and attempts >= MAX_ATTEMPTS:
+        status, detail = "failed", f"{detail} (gave up after {attempts} attempts)"
     conn.execute(
         update(core(MessageRow))
         .where(MessageRow.id == message_id)
-        .values(status=status, sent_at=now, body={**body, "result": detail})
+        .values(status=status, sent_at=now, body={**body, "result": detail, "attempts": attempts})
     )
 
 
