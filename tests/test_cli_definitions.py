@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from airspace.bootstrap import build_services
 from airspace.settings import Settings
 from airspace.store import definitions as repo
