@@ -13,7 +13,14 @@ class WebhookChannel:
     """Calls the step's URL; 2xx is delivered, 5xx / 429 / network errors are retried."""
 
     def __init__(self, client: httpx.Client | None = None) -> None:
-        self.client = client or httpx.Client(timeout=TIMEOUT_SECONDS)
+        self._client = client
+
+    @property
+    def client(self) -> httpx.Client:
+        # Made on first use: setting up TLS costs tens of milliseconds per worker.
+        if self._client is None:
+            self._client = httpx.Client(timeout=TIMEOUT_SECONDS)
+        return self._client
 
     def deliver(self, message: OutboundMessage) -> DeliveryResult:
         method = str(message.body.get("method", "POST"))
