@@ -30,6 +30,7 @@ log = logging.getLogger("airspace.worker")
 
 _ATTEMPTS = 3
 DELIVERY_SWEEP = timedelta(seconds=5)
+POSTPONE = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,16 +210,35 @@ class Worker:
             if result.applied + result.quarantined + result.dropped_erased == 0:
                 return
 
+    def isolate_timers(self, stop: threading.Event) -> None:
+        """After timer batches failed again and again: carry out due timers one at a time;
+        one that keeps failing is postponed by an hour (logged), never dropped, so it
+        cannot hold back every timer due after it."""
+        last: Exception | None = None
+        for _ in range(self.config.batch_size):
+            for attempt in range(_ATTEMPTS):
+                try:
+                    if self.run_timers(limit=1).timers == 0:
+                        return
+                    break
+                except Exception as error:
+                    if stop.wait(self.config.idle_seconds * 2**attempt):
+                        return
+                    last = error
+            else:
+                now = self.clock.now()
+                with self.db.write() as conn:
+                    moved = journeys_repo.postpone_earliest(conn, now, POSTPONE)
+                log.error("postponed timer %s by %s: %s", moved, POSTPONE, last)
+
     def run_forever(self, stop: threading.Event) -> None:
         """Work until `stop` is set. A failed batch is retried (deadlocks and lost
         connections pass); one that keeps failing is taken apart event by event."""
-        failures = 0
+        failures = timer_failures = 0
         while not stop.is_set():
             try:
                 self.maintain()
                 result = self.run_once()
-                timers = self.run_timers()
-                self.deliver()
                 failures = 0
             except Exception as error:
                 failures += 1
@@ -227,6 +247,18 @@ class Worker:
                     self.isolate(stop)
                     failures = 0
                 stop.wait(self.config.idle_seconds * 2 ** min(failures, 6))
+                continue
+            try:
+                timers = self.run_timers()
+                self.deliver()
+                timer_failures = 0
+            except Exception as error:
+                timer_failures += 1
+                log.warning("timers rolled back (%d in a row): %s", timer_failures, error)
+                if timer_failures >= _ATTEMPTS:
+                    self.isolate_timers(stop)
+                    timer_failures = 0
+                stop.wait(self.config.idle_seconds * 2 ** min(timer_failures, 6))
                 continue
             if result.applied + result.quarantined + result.dropped_erased + timers.timers == 0:
                 stop.wait(self.config.idle_seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
@@ -332,6 +332,18 @@ def claim_due(conn: Connection, db: Database, now: datetime, limit: int) -> list
 def delete_timers(conn: Connection, ids: Sequence[int]) -> None:
     for chunk in chunks(list(ids)):
         conn.execute(delete(core(TimerRow)).where(TimerRow.id.in_(chunk)))
+
+
+def postpone_earliest(conn: Connection, now: datetime, delay: timedelta) -> int | None:
+    """Move the earliest due timer `delay` later; return its id."""
+    timer_id = conn.execute(
+        select(TimerRow.id).where(TimerRow.due_at <= now).order_by(TimerRow.due_at).limit(1)
+    ).scalar()
+    if timer_id is not None:
+        conn.execute(
+            update(core(TimerRow)).where(TimerRow.id == timer_id).values(due_at=now + delay)
+        )
+    return timer_id
 
 
 def next_due(conn: Connection) -> datetime | None:
