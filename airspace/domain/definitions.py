@@ -19,6 +19,7 @@ import yaml
 
 from airspace.domain import timing
 from airspace.domain.consent import CHANNELS, Topic
+from airspace.domain.graphs import find_cycle
 from airspace.domain.journey_parser import parse_journey, parse_share
 from airspace.domain.journeys import Journey
 from airspace.domain.problems import Problem, Problems, join, kind_of, shown
@@ -364,28 +365,9 @@ def segment_references(condition: Condition, path: str = "") -> Iterator[tuple[s
 def _segment_cycle(workspace: Workspace) -> list[str]:
     """The first loop of segment references (`a → b → a`), or nothing."""
     segments = workspace.segments
-    done: set[str] = set()
-    for start in sorted(segments):
-        if start in done:
-            continue
-        # Depth-first without recursion: (segment, its references not yet visited).
-        path = [(start, sorted(segments[start].dependencies.segments))]
-        on_path = {start}
-        while path:
-            sid, deps = path[-1]
-            if not deps:
-                path.pop()
-                on_path.discard(sid)
-                done.add(sid)
-                continue
-            dep = deps.pop(0)
-            if dep in on_path:
-                loop = [s for s, _ in path]
-                return [*loop[loop.index(dep) :], dep]
-            if dep in segments and dep not in done:
-                path.append((dep, sorted(segments[dep].dependencies.segments)))
-                on_path.add(dep)
-    return []
+    return find_cycle(
+        {sid: sorted(segments[sid].dependencies.segments) for sid in sorted(segments)}
+    )
 
 
 # --- parsers of the small kinds ----------------------------------------------------------

@@ -9,6 +9,7 @@ from croniter import croniter
 
 from airspace.domain import timing
 from airspace.domain.consent import CHANNELS
+from airspace.domain.graphs import find_cycle
 from airspace.domain.journeys import (
     END,
     Entry,
@@ -619,28 +620,8 @@ def _holds_time(step: Step) -> bool:
 
 def _loop_without_wait(journey: Journey) -> str | None:
     """A step on a cycle without time passing (it would run forever at one instant)."""
-    edges = {s.id: list(s.targets) for s in journey.steps if not _holds_time(s)}
-    done: set[str] = set()
-    for start in edges:
-        if start in done:
-            continue
-        # Depth-first without recursion: (node, its targets not yet visited).
-        path: list[tuple[str, list[str]]] = [(start, list(edges[start]))]
-        on_path = {start}
-        while path:
-            node, targets = path[-1]
-            if not targets:
-                path.pop()
-                on_path.discard(node)
-                done.add(node)
-                continue
-            target = targets.pop(0)
-            if target in on_path:
-                return target
-            if target in edges and target not in done:
-                path.append((target, list(edges[target])))
-                on_path.add(target)
-    return None
+    cycle = find_cycle({s.id: list(s.targets) for s in journey.steps if not _holds_time(s)})
+    return cycle[-1] if cycle else None
 
 
 def _reachable(journey: Journey, index: dict[str, int]) -> set[str]:
