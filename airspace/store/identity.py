@@ -44,41 +44,48 @@ class InboxItem:
     raw: str
 
 
-def claim_batch(conn: Connection, db: Database, limit: int) -> tuple[int | None, list[InboxItem]]:
-    """Take the oldest events of one partition that no other worker holds.
+PARTITIONS_PER_BATCH = 4
 
-    On PostgreSQL the partition row stays locked (`FOR UPDATE SKIP LOCKED`)
-    until this transaction ends, so a killed worker's claim lapses at once.
+
+def claim_batch(conn: Connection, db: Database, limit: int) -> tuple[list[int], list[InboxItem]]:
+    """Take the oldest events of a few partitions that no other worker holds.
+
+    On PostgreSQL the partition rows stay locked (`FOR UPDATE SKIP LOCKED`) until
+    this transaction ends, so a killed worker's claim lapses at once. Several
+    partitions per batch keep batches full when events spread thinly over all of
+    them; a partition's events are still taken oldest first, in their order.
     """
-    partition: int | None = None
+    partitions: list[int] = []
     query = select(InboxRow.id, InboxRow.write_key_id, InboxRow.payload).order_by(InboxRow.id)
     if db.is_postgres:
-        partition = conn.execute(
-            select(InboxPartitionRow.id)
-            .where(exists().where(InboxRow.partition == InboxPartitionRow.id))
-            .order_by(InboxPartitionRow.last_run_at.asc().nulls_first())
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).scalar()
-        if partition is None:
-            return None, []
-        query = query.where(InboxRow.partition == partition)
+        partitions = list(
+            conn.execute(
+                select(InboxPartitionRow.id)
+                .where(exists().where(InboxRow.partition == InboxPartitionRow.id))
+                .order_by(InboxPartitionRow.last_run_at.asc().nulls_first())
+                .limit(PARTITIONS_PER_BATCH)
+                .with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        if not partitions:
+            return [], []
+        query = query.where(InboxRow.partition.in_(partitions))
     rows = conn.execute(query.limit(limit)).all()
-    return partition, [
+    return partitions, [
         InboxItem(r.id, r.write_key_id, orjson.loads(r.payload), r.payload) for r in rows
     ]
 
 
 def finish_batch(
-    conn: Connection, partition: int | None, inbox_ids: Sequence[int], now: datetime
+    conn: Connection, partitions: Sequence[int], inbox_ids: Sequence[int], now: datetime
 ) -> None:
     """Remove applied events from the inbox, in the same transaction as their effects."""
     if inbox_ids:
         conn.execute(delete(core(InboxRow)).where(InboxRow.id.in_(inbox_ids)))
-    if partition is not None:
+    if partitions:
         conn.execute(
             update(core(InboxPartitionRow))
-            .where(InboxPartitionRow.id == partition)
+            .where(InboxPartitionRow.id.in_(partitions))
             .values(last_run_at=now)
         )
 
