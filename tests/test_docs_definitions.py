@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airspace.domain import journey_parser, segments
+from airspace.domain import journey_parser, segment_parser, segments
 from airspace.domain.definitions import Document, documents_from_files, load_documents
 from airspace.domain.problems import Problem, Problems
 
@@ -162,7 +162,7 @@ def test_the_reference_names_every_field_and_operator() -> None:
         *journey_parser._STEP_KINDS,
         *journey_parser._JOURNEY_FIELDS,
         *journey_parser._MESSAGE_FIELDS,
-        *segments._EVENT_FIELDS,
+        *segment_parser._EVENT_FIELDS,
     }
     missing = sorted(w for w in words if f"`{w}" not in text)
     assert not missing, f"docs/definitions.md does not mention {missing}"

@@ -23,6 +23,7 @@ from airspace.domain.graphs import find_cycle
 from airspace.domain.journey_parser import parse_journey, parse_share
 from airspace.domain.journeys import Journey
 from airspace.domain.problems import Problem, Problems, join, kind_of, shown
+from airspace.domain.segment_parser import parse_segment
 from airspace.domain.segments import (
     All,
     AnyOf,
@@ -30,7 +31,6 @@ from airspace.domain.segments import (
     Not,
     Segment,
     SegmentCondition,
-    parse_segment,
 )
 
 Kind = Literal["segment", "journey", "topic", "store", "region", "settings"]

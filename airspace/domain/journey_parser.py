@@ -21,7 +21,8 @@ from airspace.domain.journeys import (
     Step,
 )
 from airspace.domain.problems import Problems, join, kind_of, larger_than, shown
-from airspace.domain.segments import Condition, _parse_where, parse_condition
+from airspace.domain.segment_parser import parse_condition, parse_where
+from airspace.domain.segments import Condition
 
 _STEP_KINDS = (
     "wait",
@@ -86,7 +87,7 @@ def parse_event_match(
     if not isinstance(raw, dict):
         return None
     name = _text(raw.get("event"), join(path, "event"), problems)
-    where = _parse_where(raw["where"], join(path, "where"), problems) if "where" in raw else ()
+    where = parse_where(raw["where"], join(path, "where"), problems) if "where" in raw else ()
     match: list[tuple[str, Any]] = []
     raw_match = raw.get("match", {})
     if not isinstance(raw_match, dict):

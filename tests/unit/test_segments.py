@@ -12,6 +12,7 @@ import yaml
 
 from airspace.domain.problems import Problems
 from airspace.domain.profiles import Computed, Profile
+from airspace.domain.segment_parser import parse_condition, parse_segment
 from airspace.domain.segments import (
     All,
     AnyOf,
@@ -32,8 +33,6 @@ from airspace.domain.segments import (
     leaves,
     lookup,
     next_change,
-    parse_condition,
-    parse_segment,
 )
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
