@@ -26,12 +26,17 @@ from .conftest import Send
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
-def example_documents(**overrides: str) -> list:
+def example_documents(*, holdouts: bool = True, **overrides: str) -> list:
+    """The example definitions (with `overrides` by file name); without `holdouts`,
+    every journey's holdout is 0 so that tests never depend on the random draw."""
     files = {str(p.relative_to(EXAMPLES)): p.read_text() for p in EXAMPLES.rglob("*.yaml")}
     files.update(overrides)
     problems = Problems()
     docs = documents_from_files(files, problems)
     assert not problems.items
+    for doc in docs:
+        if doc.kind == "journey" and not holdouts:
+            doc.body["holdout"] = 0  # type: ignore[index]
     return docs
 
 
@@ -47,11 +52,7 @@ controller:
 
 @pytest.fixture
 def workspace(services: Services) -> None:
-    docs = example_documents(**{"settings.yaml": SETTINGS_NOW})
-    # No holdout in these tests: everyone is treated.
-    for doc in docs:
-        if doc.kind == "journey":
-            doc.body["holdout"] = 0  # type: ignore[index]
+    docs = example_documents(holdouts=False, **{"settings.yaml": SETTINGS_NOW})
     apply(services.db, docs, services.clock.now())
 
 

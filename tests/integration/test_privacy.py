@@ -164,7 +164,8 @@ def test_journey_data_joins_export_and_erasure(services: Services, send: Send) -
     from airspace.engine.definitions import apply
     from tests.integration.test_journeys import SETTINGS_NOW, example_documents
 
-    apply(services.db, example_documents(**{"settings.yaml": SETTINGS_NOW}), services.clock.now())
+    documents = example_documents(holdouts=False, **{"settings.yaml": SETTINGS_NOW})
+    apply(services.db, documents, services.clock.now())
     send(*ANA, {"type": "track", "userId": "ana-42", "event": "Signed Up"}, *BEN)
     services.worker().drain()
     profile_id = admin.find_profile_id(services.db, Identifier("user_id", "ana-42"))
