@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from airspace.domain import consent as consent_rules
 from airspace.domain import timing
@@ -68,6 +69,7 @@ class Recipient:
     addresses: Mapping[str, str]
     topics: Mapping[str, Topic] = field(default_factory=dict)
     paused_journeys: frozenset[str] = frozenset()
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,22 @@ def rule_consent(
 def rule_address(channel: str, recipient: Recipient) -> str | None:
     """A channel needs an address to send to."""
     return None if recipient.addresses.get(channel) else f"no {channel} address"
+
+
+def rule_quiet_hours(
+    candidate: Candidate, recipient: Recipient, quiet: tuple[time, time] | None, now: datetime
+) -> tuple[str, datetime] | None:
+    """No marketing in the person's quiet hours (their local time): the reason, and when
+    the quiet hours end. Transactional messages are not held back."""
+    if quiet is None or candidate.transactional:
+        return None
+    start, end = quiet
+    local = now.astimezone(recipient.timezone).time()
+    inside = start <= local < end if start < end else (local >= start or local < end)
+    if not inside:
+        return None
+    ends = timing.next_local_time(now, end, recipient.timezone)
+    return f"quiet hours {start:%H:%M}-{end:%H:%M} in {recipient.timezone.key}", ends
 
 
 def _in_scope(cap: Cap, channel: str, journey_id: str, topic: str | None) -> bool:
@@ -201,6 +219,9 @@ def _decide_one(
     reason = rule_not_expired(candidate, now) or rule_journey_running(candidate, recipient)
     if reason:
         return Decision(candidate.id, "suppress", reason)
+    quiet = rule_quiet_hours(candidate, recipient, settings.quiet_hours, now)
+    if quiet is not None:
+        return _defer_or_expire(candidate, *quiet)
     refusals: list[str] = []
     earliest: tuple[str, datetime] | None = None
     for channel in candidate.channels:
@@ -216,13 +237,17 @@ def _decide_one(
         if earliest is None or blocked[1] < earliest[1]:
             earliest = blocked
     if earliest is not None:
-        reason, frees = earliest
-        if frees < candidate.expires_at:
-            return Decision(
-                candidate.id, "defer", f"{reason}; retry at {frees.isoformat()}", retry_at=frees
-            )
-        return Decision(candidate.id, "suppress", f"{reason} until after it expires")
+        return _defer_or_expire(candidate, *earliest)
     return Decision(candidate.id, "suppress", "; ".join(refusals) or "no channel")
+
+
+def _defer_or_expire(candidate: Candidate, reason: str, until: datetime) -> Decision:
+    """Wait until `until` if the candidate is still alive then; else it is suppressed."""
+    if until < candidate.expires_at:
+        return Decision(
+            candidate.id, "defer", f"{reason}; retry at {until.isoformat()}", retry_at=until
+        )
+    return Decision(candidate.id, "suppress", f"{reason} until after it expires")
 
 
 def addresses(traits: Mapping[str, Any], identifiers: Iterable[tuple[str, str]]) -> dict[str, str]:

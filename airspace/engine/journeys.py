@@ -254,7 +254,14 @@ class JourneyRuntime:
             if not mine or pid not in people:
                 continue
             profile, addresses = people[pid]
-            recipient = Recipient(pid, profile.consent, addresses, ws.topics, ws.paused)
+            recipient = Recipient(
+                pid,
+                profile.consent,
+                addresses,
+                ws.topics,
+                ws.paused,
+                timing.timezone_of(profile, ws.settings.timezone),
+            )
             by_id = {c.id: c for c in mine}
             decisions = self.policy(mine, recipient, history.get(pid, []), ws.settings, now)
             for d in decisions:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -455,3 +456,71 @@ def test_addresses(
 )
 def test_decision_due(cands: list[Candidate], window: timedelta, expected: datetime) -> None:
     assert decision_due(cands, window, NOW) == expected
+
+
+# --- quiet hours ---------------------------------------------------------------------------
+
+QUIET = replace(SETTINGS, quiet_hours=(time(21, 0), time(8, 0)))
+PARIS = ZoneInfo("Europe/Paris")
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+@pytest.mark.parametrize(
+    ("now", "zone", "expected_retry"),
+    [
+        # 09:00 UTC is 10:00 in Paris: allowed.
+        (NOW, PARIS, None),
+        # 09:00 UTC is 18:00 in Tokyo: allowed.
+        (NOW, TOKYO, None),
+        # 13:00 UTC is 22:00 in Tokyo: quiet until 08:00 Tokyo = 23:00 UTC.
+        (NOW + timedelta(hours=4), TOKYO, datetime(2026, 11, 2, 23, 0, tzinfo=UTC)),
+        # 02:30 UTC is 03:30 in Paris: quiet until 08:00 Paris = 07:00 UTC.
+        (datetime(2026, 11, 3, 2, 30, tzinfo=UTC), PARIS, datetime(2026, 11, 3, 7, 0, tzinfo=UTC)),
+        # 20:00 UTC is 21:00 in Paris: the first quiet minute.
+        (datetime(2026, 11, 2, 20, 0, tzinfo=UTC), PARIS, datetime(2026, 11, 3, 7, 0, tzinfo=UTC)),
+        # 07:00 UTC is 08:00 in Paris: quiet hours just ended.
+        (datetime(2026, 11, 3, 7, 0, tzinfo=UTC), PARIS, None),
+    ],
+)
+def test_quiet_hours_defer_to_the_persons_morning(
+    now: datetime, zone: ZoneInfo, expected_retry: datetime | None
+) -> None:
+    decision = decide_one(
+        candidate(expires_at=now + 3 * DAY), recipient(timezone=zone), [], QUIET, now
+    )
+    if expected_retry is None:
+        assert decision.outcome == "send"
+    else:
+        assert (decision.outcome, decision.retry_at) == ("defer", expected_retry)
+        assert decision.reason.startswith(f"quiet hours 21:00-08:00 in {zone.key}")
+
+
+def test_quiet_hours_never_drop_but_an_expiring_message_is_suppressed() -> None:
+    late = datetime(2026, 11, 2, 22, 0, tzinfo=UTC)  # 23:00 in Paris
+    decision = decide_one(
+        candidate(expires_at=late + timedelta(hours=2)), recipient(timezone=PARIS), [], QUIET, late
+    )
+    assert decision.outcome == "suppress"
+    assert decision.reason.endswith("until after it expires")
+
+
+def test_transactional_messages_ignore_quiet_hours() -> None:
+    late = datetime(2026, 11, 2, 22, 0, tzinfo=UTC)
+    decision = decide_one(
+        candidate(transactional=True, expires_at=late + DAY),
+        recipient(timezone=PARIS),
+        [],
+        QUIET,
+        late,
+    )
+    assert decision.outcome == "send"
+
+
+def test_quiet_hours_within_one_day() -> None:
+    lunch = replace(SETTINGS, quiet_hours=(time(12, 0), time(14, 0)))
+    at_noon = datetime(2026, 11, 2, 12, 30, tzinfo=UTC)
+    decision = decide_one(candidate(expires_at=at_noon + DAY), recipient(), [], lunch, at_noon)
+    assert (decision.outcome, decision.retry_at) == (
+        "defer",
+        datetime(2026, 11, 2, 14, 0, tzinfo=UTC),
+    )
