@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airspace.domain import journey_parser, segment_parser, segments
+from airspace.domain import journey_parser, journeys, segment_parser, segments
 from airspace.domain.definitions import Document, documents_from_files, load_documents
 from airspace.domain.problems import Problem, Problems
 
@@ -159,7 +159,7 @@ def test_the_reference_names_every_field_and_operator() -> None:
         *segments.COMPARISONS,
         *segments.DATE_OPERATORS,
         *segments.COMPUTED_TRAITS,
-        *journey_parser._STEP_KINDS,
+        *journeys.STEP_KINDS,
         *journey_parser._JOURNEY_FIELDS,
         *journey_parser._MESSAGE_FIELDS,
         *segment_parser._EVENT_FIELDS,

@@ -12,6 +12,7 @@ from airspace.domain.consent import CHANNELS
 from airspace.domain.graphs import find_cycle
 from airspace.domain.journeys import (
     END,
+    STEP_KINDS,
     Entry,
     EventMatch,
     ExitRule,
@@ -24,18 +25,6 @@ from airspace.domain.problems import Problems, join, kind_of, larger_than, shown
 from airspace.domain.segment_parser import parse_condition, parse_where
 from airspace.domain.segments import Condition
 
-_STEP_KINDS = (
-    "wait",
-    "wait_until",
-    "wait_for",
-    "branch",
-    "split",
-    "message",
-    "update",
-    "webhook",
-    "start_journey",
-    "exit",
-)
 _JOURNEY_FIELDS = {
     "journey",
     "name",
@@ -345,9 +334,9 @@ def _parse_step(
     if not isinstance(raw, dict):
         problems.error(path, f"expected a step (a mapping), got {kind_of(raw)}")
         return None
-    kinds = [k for k in _STEP_KINDS if k in raw]
+    kinds = [k for k in STEP_KINDS if k in raw]
     if len(kinds) != 1:
-        problems.error(path, f"a step needs exactly one of: {', '.join(_STEP_KINDS)}")
+        problems.error(path, f"a step needs exactly one of: {', '.join(STEP_KINDS)}")
         return None
     kind = kinds[0]
     step_id = raw.get("id", default_id)

@@ -16,12 +16,25 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from airspace.domain import segments, timing
 from airspace.domain.segments import Condition, Facts, Filter, lookup
 
 END = "end"
+StepKind = Literal[
+    "wait",
+    "wait_until",
+    "wait_for",
+    "branch",
+    "split",
+    "message",
+    "update",
+    "webhook",
+    "start_journey",
+    "exit",
+]
+STEP_KINDS: tuple[str, ...] = get_args(StepKind)
 Layer = Literal["treated", "journey_holdout", "global_control"]
 Status = Literal["active", "completed", "exited"]
 MAX_STEPS_PER_ADVANCE = 500
@@ -128,18 +141,7 @@ class Step:
     """One node of the journey graph; which fields are set depends on `kind`."""
 
     id: str
-    kind: Literal[
-        "wait",
-        "wait_until",
-        "wait_for",
-        "branch",
-        "split",
-        "message",
-        "update",
-        "webhook",
-        "start_journey",
-        "exit",
-    ]
+    kind: StepKind
     next: str = END
     duration: timedelta = timedelta(0)
     until: time | None = None

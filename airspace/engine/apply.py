@@ -49,6 +49,7 @@ class BatchResult:
     touched: dict[str, list[Input]] = field(default_factory=dict)
     profiles: dict[str, Profile] = field(default_factory=dict)
     merged_into: set[str] = field(default_factory=set)
+    identifiers: dict[str, set[Identifier]] = field(default_factory=dict)
 
 
 def new_profile_id(now: datetime, sequence: int) -> str:
@@ -176,6 +177,7 @@ def apply_batch(
     result.quarantined = sum(len(r) for r in refused.values())
     result.merges = len(state.merges)
     result.profiles = {pid: state.profiles[pid] for pid in result.touched}
+    result.identifiers = {pid: state.ids_of.get(pid, set()) for pid in result.touched}
     return result
 
 

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-import orjson
 from croniter import croniter
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection
 
 from airspace.domain import controller, reactor, timing
 from airspace.domain.controller import Candidate, Decision, Policy, Recipient
@@ -30,10 +29,8 @@ from airspace.domain.reactor import Input, PersonState, Reaction, TimerInput
 from airspace.store import definitions as defs_repo
 from airspace.store import identity as identity_repo
 from airspace.store import journeys as repo
-from airspace.store.bulk import driver_time
 from airspace.store.database import Database
 from airspace.store.journeys import DueTimer, PersonWrite
-from airspace.store.tables import SegmentMemberRow, TimerRow
 
 # The earliest time zone is UTC+14: its day starts this much before the UTC day.
 LOCAL_LEAD = timedelta(hours=14)
@@ -103,8 +100,10 @@ class JourneyRuntime:
         now: datetime,
         *,
         fresh: Iterable[str] = (),
+        identifiers: Mapping[str, set[Identifier]] | None = None,
     ) -> ReactStats:
-        """Carry out every person's reaction to their inputs (see `domain.reactor`)."""
+        """Carry out every person's reaction to their inputs (see `domain.reactor`).
+        `identifiers`: the people's identifiers, when the caller holds them already."""
         ws = self.workspace(conn)
         stats = ReactStats(people=len(people))
         if not people or not (ws.journeys or ws.segments):
@@ -121,7 +120,7 @@ class JourneyRuntime:
         facts = repo.event_facts(conn, pids, reactor.conditions_needing_events(ws, wanted), now)
         members = repo.memberships(conn, pids)
         enrollments = repo.enrollments_of(conn, pids)
-        owned = identity_repo.identifiers_of(conn, pids)
+        owned = identifiers if identifiers is not None else identity_repo.identifiers_of(conn, pids)
         capped = [j.id for j in ws.journeys.values() if j.entry_cap is not None]
         totals = repo.entered_totals(conn, capped)
         writes: list[PersonWrite] = []
@@ -316,27 +315,7 @@ class JourneyRuntime:
         occurrence = datetime.fromisoformat(str(timer.payload.get("occurrence", timer.due_at)))
         payload = {"schedule": occurrence.isoformat()}
         if entry.local_time is None:
-            audience = (
-                "segment_members WHERE segment_id = :segment"
-                if entry.segment
-                else "profiles WHERE true"
-            )
-            column = "profile_id" if entry.segment else "id"
-            sqlite = conn.dialect.name == "sqlite"
-            json_value = ":payload" if sqlite else "CAST(:payload AS jsonb)"
-            conn.execute(
-                text(
-                    "INSERT INTO timers (profile_id, kind, ref, due_at, payload) "
-                    f"SELECT {column}, 'enroll', :ref, :due, {json_value} FROM {audience} "
-                    "ON CONFLICT (profile_id, kind, ref) DO NOTHING"
-                ),
-                {
-                    "segment": entry.segment,
-                    "ref": journey.id,
-                    "due": driver_time(sqlite, timer.due_at),
-                    "payload": orjson.dumps(payload).decode(),
-                },
-            )
+            repo.enroll_audience(conn, journey.id, entry.segment, timer.due_at, payload)
         else:
             self._fan_out_local(conn, ws, journey, occurrence, payload)
         if entry.cron:
@@ -353,7 +332,7 @@ class JourneyRuntime:
         """At a local time: each person's enrollment waits for that time in their zone."""
         entry = journey.entry
         assert entry.local_time is not None  # checked by the caller
-        ids = audience_ids(conn, entry.segment)
+        ids = repo.audience_ids(conn, entry.segment)
         day = occurrence.date()
         for chunk in repo.chunks(ids, 2000):
             profiles = identity_repo.load_profiles(conn, self.db, chunk)
@@ -364,14 +343,6 @@ class JourneyRuntime:
                 due = timing.local_instant(day, entry.local_time, tz)
                 rows.append((pid, "enroll", journey.id, due))
             repo.set_timers(conn, rows, {(r[0], r[1], r[2]): payload for r in rows})
-
-
-def audience_ids(conn: Connection, segment: str | None) -> list[str]:
-    """Everyone in a segment, or everyone."""
-    if segment:
-        query = select(SegmentMemberRow.profile_id).where(SegmentMemberRow.segment_id == segment)
-        return list(conn.execute(query).scalars())
-    return list(conn.execute(text("SELECT id FROM profiles")).scalars())
 
 
 def schedule_next(
@@ -409,11 +380,7 @@ def sync_schedules(
 ) -> None:
     """Every scheduled journey has its next-run timer (re-planned for `replan`, whose
     schedule may have changed); others have none."""
-    existing = set(
-        conn.execute(
-            select(TimerRow.ref).where(TimerRow.profile_id == "", TimerRow.kind == "schedule")
-        ).scalars()
-    )
+    existing = repo.planned_schedules(conn)
     for journey in ws.journeys.values():
         planned = journey.id in existing and journey.id not in set(replan)
         if journey.entry.kind == "schedule" and not planned:
@@ -432,15 +399,7 @@ def _keep_earliest_decisions(
     """A decision timer only ever moves earlier: a later candidate does not delay the first."""
     if not timers:
         return
-    pids = [t[0] for t in timers]
-    current = {
-        r.profile_id: r.due_at
-        for r in conn.execute(
-            select(TimerRow.profile_id, TimerRow.due_at).where(
-                TimerRow.kind == "decide", TimerRow.profile_id.in_(pids)
-            )
-        )
-    }
+    current = repo.decision_times(conn, [t[0] for t in timers])
     keep = [t for t in timers if t[0] not in current or (t[3] is not None and t[3] < current[t[0]])]
     repo.set_timers(conn, keep)
 

@@ -143,7 +143,12 @@ class Worker:
                 conn, self.db, items, ApplyContext(self.config.rules, self.config.secret, now)
             )
             stats = self.journeys.react(
-                conn, result.touched, result.profiles, now, fresh=result.merged_into
+                conn,
+                result.touched,
+                result.profiles,
+                now,
+                fresh=result.merged_into,
+                identifiers=result.identifiers,
             )
             repo.finish_batch(conn, partition, [item.id for item in items], now)
         elapsed = time.perf_counter() - started

@@ -14,7 +14,7 @@ from sqlalchemy import JSON, Connection, and_, bindparam, delete, insert, or_, s
 from airspace.domain.controller import Candidate, Decision, Sent
 from airspace.domain.journeys import CallWebhook, Enrollment, Propose, Withdraw
 from airspace.domain.segments import EventCondition
-from airspace.store.bulk import upsert_many
+from airspace.store.bulk import driver_time, upsert_many
 from airspace.store.database import Database
 from airspace.store.tables import (
     CandidateRow,
@@ -332,6 +332,59 @@ def claim_due(conn: Connection, db: Database, now: datetime, limit: int) -> list
 def delete_timers(conn: Connection, ids: Sequence[int]) -> None:
     for chunk in chunks(list(ids)):
         conn.execute(delete(core(TimerRow)).where(TimerRow.id.in_(chunk)))
+
+
+def enroll_audience(
+    conn: Connection, journey_id: str, segment: str | None, due: datetime, payload: dict[str, Any]
+) -> None:
+    """One `enroll` timer per person in a segment (or everyone), in one statement."""
+    sqlite = conn.dialect.name == "sqlite"
+    # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT.
+    audience = "segment_members WHERE segment_id = :segment" if segment else "profiles WHERE true"
+    column = "profile_id" if segment else "id"
+    json_value = ":payload" if sqlite else "CAST(:payload AS jsonb)"
+    conn.execute(
+        text(
+            "INSERT INTO timers (profile_id, kind, ref, due_at, payload) "
+            f"SELECT {column}, 'enroll', :ref, :due, {json_value} FROM {audience} "
+            "ON CONFLICT (profile_id, kind, ref) DO NOTHING"
+        ),
+        {
+            "segment": segment,
+            "ref": journey_id,
+            "due": driver_time(sqlite, due),
+            "payload": orjson.dumps(payload).decode(),
+        },
+    )
+
+
+def audience_ids(conn: Connection, segment: str | None) -> list[str]:
+    """Everyone in a segment, or everyone."""
+    if segment:
+        query = select(SegmentMemberRow.profile_id).where(SegmentMemberRow.segment_id == segment)
+        return list(conn.execute(query).scalars())
+    return list(conn.execute(text("SELECT id FROM profiles")).scalars())
+
+
+def planned_schedules(conn: Connection) -> set[str]:
+    """The journeys that have a next scheduled run."""
+    return set(
+        conn.execute(
+            select(TimerRow.ref).where(TimerRow.profile_id == "", TimerRow.kind == "schedule")
+        ).scalars()
+    )
+
+
+def decision_times(conn: Connection, profile_ids: Sequence[str]) -> dict[str, datetime]:
+    """profile id → when their pending candidates are to be decided."""
+    return {
+        r.profile_id: r.due_at
+        for r in conn.execute(
+            select(TimerRow.profile_id, TimerRow.due_at).where(
+                TimerRow.kind == "decide", TimerRow.profile_id.in_(profile_ids)
+            )
+        )
+    }
 
 
 def postpone_earliest(conn: Connection, now: datetime, delay: timedelta) -> int | None:
