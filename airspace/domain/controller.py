@@ -1,30 +1,43 @@
 """The controller: which proposed messages go out, and why the others do not.
 
-Journeys propose `Candidate`s; the controller decides per person. Each
-eligibility rule is a named function returning a reason or None. The policy
-here is the baseline our peers use — first come, first served under
-frequency caps: candidates are taken in the order they were proposed and each
-one that is eligible and fits every cap is sent. A candidate blocked only by a
-cap is deferred until the cap frees (if that is before it expires); one that
-can never go (no consent, no address, expired) is suppressed. Transactional
-messages bypass the marketing caps. Caps are counted over what was sent
-before plus what this decision sends, so they are exact.
+Journeys propose `Candidate`s; the controller decides per person (`decide`).
+Each eligibility rule is a named function returning a reason or None:
+expiry, a paused journey, the global control group, quiet hours, consent,
+a reachable address, suppression (hard bounce, complaint), frequency caps and
+mutual-exclusion groups. Transactional messages bypass arbitration, consent,
+caps and quiet hours. What remains competes: the policy ranks the eligible
+candidates — `airspace` by expected incremental value (a Thompson draw of the
+uplift for people like this one, times the goal's value and the person's channel
+response, minus the channel's cost and a fatigue cost per recent message), `oracle`
+the same with the true value, `first_come`, `priority` and `random` the
+baselines — and the best that fit the caps are sent, `per_decision` at most.
+The first winner may be withheld (the message holdout): then nothing is sent
+in that decision. Losers compete again after `retry_after` until they expire;
+a candidate blocked by a cap waits until the cap frees. Caps are counted over
+what was sent before plus what this decision sends, so they are exact.
+Every decision comes back as a `DecisionRecord`: all candidates, their rule
+results, scores and the reason for each outcome, in plain words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from airspace.domain import consent as consent_rules
 from airspace.domain import timing
 from airspace.domain.consent import ConsentRecord, Topic
-from airspace.domain.definitions import Cap, WorkspaceSettings
+from airspace.domain.journeys import bucket
+from airspace.domain.uplift import channel_response
+from airspace.domain.workspace_settings import Cap, Exclusion, WorkspaceSettings
 
-Outcome = Literal["send", "defer", "suppress"]
+Outcome = Literal["send", "defer", "suppress", "withhold"]
+PolicyName = Literal["airspace", "oracle", "first_come", "priority", "random"]
 NEVER = datetime.max.replace(tzinfo=UTC)
 
 
@@ -46,6 +59,7 @@ class Candidate:
     urgent: bool = False
     transactional: bool = False
     priority: int = 0
+    tier: int = 0
     context: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -70,6 +84,10 @@ class Recipient:
     topics: Mapping[str, Topic] = field(default_factory=dict)
     paused_journeys: frozenset[str] = frozenset()
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    suppressed: Mapping[str, str] = field(default_factory=dict)  # channel -> why
+    engaged: Mapping[str, int] = field(default_factory=dict)  # opens and clicks per channel
+    stratum: str = ""
+    control: bool = False  # in the global control group
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +193,362 @@ def rule_caps(
     return max(blocked, key=lambda b: b[1])
 
 
-# --- the baseline policy ------------------------------------------------------------------
+def rule_global_control(candidate: Candidate, recipient: Recipient) -> str | None:
+    """The global control group never receives marketing."""
+    if recipient.control and not candidate.transactional:
+        return "in the global control group"
+    return None
+
+
+def rule_suppression(channel: str, recipient: Recipient) -> str | None:
+    """A hard bounce or a spam complaint stops a channel until the address changes."""
+    why = recipient.suppressed.get(channel)
+    return f"{channel} suppressed ({why})" if why else None
+
+
+def rule_exclusion(
+    candidate: Candidate, history: Sequence[Sent], exclusions: Iterable[Exclusion], now: datetime
+) -> tuple[str, datetime] | None:
+    """After a message from one journey of a mutual-exclusion group, the group's other
+    journeys wait: the reason, and when the last such message leaves the window."""
+    if candidate.transactional:
+        return None
+    blocked: list[tuple[str, datetime]] = []
+    for group in exclusions:
+        if candidate.journey_id not in group.journeys:
+            continue
+        others = [
+            s
+            for s in history
+            if s.journey_id in group.journeys
+            and s.journey_id != candidate.journey_id
+            and s.at > now - group.per
+        ]
+        if others:
+            last = max(others, key=lambda s: s.at)
+            blocked.append(
+                (f"excluded by {last.journey_id} (group {group.name})", last.at + group.per)
+            )
+    return max(blocked, key=lambda b: b[1]) if blocked else None
+
+
+# --- scores -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """What sending a candidate on one channel is worth now."""
+
+    channel: str
+    mean: float  # the estimated uplift on the goal rate (posterior mean, or the truth)
+    draw: float  # the Thompson draw the decision used
+    value: float  # the goal's value per conversion
+    response: float  # the person's response to the channel relative to their others
+    cost: float  # the channel's cost per message
+    fatigue: float  # the cost of one more message after the recent ones
+
+    @property
+    def total(self) -> float:
+        return self.draw * self.value * self.response - self.cost - self.fatigue
+
+
+# An estimator: for (candidate, channel) pairs, the uplift's mean, a draw and the value.
+Estimator = Callable[
+    [Sequence[tuple[Candidate, str]], Recipient, datetime], Sequence[tuple[float, float, float]]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """One candidate in a decision: its rule results, its scores and what became of it."""
+
+    candidate: Candidate
+    decision: Decision
+    refusals: tuple[tuple[str, str], ...] = ()  # (channel or "", reason)
+    scores: tuple[Score, ...] = ()
+
+    @property
+    def score(self) -> Score | None:
+        """The score of the channel it was (or would have been) sent on."""
+        chosen = self.decision.channel
+        return next((s for s in self.scores if s.channel == chosen), None)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A decision about one person at one instant, for the decision log."""
+
+    profile_id: str
+    at: datetime
+    policy: str
+    stratum: str
+    assessments: tuple[Assessment, ...]
+
+    @property
+    def decisions(self) -> list[Decision]:
+        return [a.decision for a in self.assessments]
+
+    @property
+    def summary(self) -> str:
+        """The outcome in a few words."""
+        for verb, outcome in (("sent", "send"), ("withheld (message holdout)", "withhold")):
+            chosen = [a for a in self.assessments if a.decision.outcome == outcome]
+            if chosen:
+                names = ", ".join(
+                    f"{a.candidate.journey_id}/{a.candidate.content} on {a.decision.channel}"
+                    for a in chosen
+                )
+                return f"{verb}: {names}"
+        return "nothing sent"
+
+
+# --- deciding -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Contender:
+    candidate: Candidate
+    channels: list[str]  # eligible now, in the message's order of preference
+    refusals: list[tuple[str, str]]
+    scores: list[Score] = field(default_factory=list)
+    best: Score | None = None
+
+
+def decide(
+    candidates: Sequence[Candidate],
+    recipient: Recipient,
+    history: Sequence[Sent],
+    settings: WorkspaceSettings,
+    now: datetime,
+    *,
+    policy: PolicyName = "first_come",
+    estimator: Estimator | None = None,
+    rng: np.random.Generator | None = None,
+    salt: str = "airspace",
+) -> DecisionRecord:
+    """Decide what happens to each of one person's open candidates (see the module)."""
+    sent = list(history)
+    done: dict[str, Assessment] = {}
+    contenders: list[_Contender] = []
+    for candidate in sorted(candidates, key=lambda c: (c.created_at, c.id)):
+        assessed = _eligibility(candidate, recipient, sent, settings, now)
+        if isinstance(assessed, Assessment):
+            done[candidate.id] = assessed
+            if assessed.decision.outcome == "send" and assessed.decision.channel:
+                sent.append(_sent(candidate, assessed.decision.channel, now))
+        else:
+            contenders.append(assessed)
+    if contenders:
+        learned = policy in ("airspace", "oracle") and estimator is not None
+        if learned and estimator is not None:
+            _score(contenders, recipient, sent, settings, now, estimator)
+        ranked = _rank(contenders, policy, rng or np.random.default_rng(0))
+        done.update(_choose(ranked, recipient, sent, settings, now, policy, learned, salt))
+    return DecisionRecord(
+        recipient.profile_id,
+        now,
+        policy,
+        recipient.stratum,
+        tuple(done[c.id] for c in sorted(candidates, key=lambda c: (c.created_at, c.id))),
+    )
+
+
+def _sent(candidate: Candidate, channel: str, now: datetime) -> Sent:
+    return Sent(now, channel, candidate.journey_id, candidate.topic, candidate.transactional)
+
+
+def _eligibility(
+    candidate: Candidate,
+    recipient: Recipient,
+    sent: Sequence[Sent],
+    settings: WorkspaceSettings,
+    now: datetime,
+) -> Assessment | _Contender:
+    """Run the rules: a final `Assessment` (suppressed, deferred, or a transactional message
+    sent), or a `_Contender` with the channels it may go on now."""
+    reason = (
+        rule_not_expired(candidate, now)
+        or rule_journey_running(candidate, recipient)
+        or rule_global_control(candidate, recipient)
+    )
+    if reason:
+        return Assessment(candidate, Decision(candidate.id, "suppress", reason), (("", reason),))
+    quiet = rule_quiet_hours(candidate, recipient, settings.quiet_hours, now)
+    if quiet is not None:
+        return Assessment(candidate, _defer_or_expire(candidate, *quiet), (("", quiet[0]),))
+    refusals: list[tuple[str, str]] = []
+    earliest: tuple[str, datetime] | None = None
+    channels: list[str] = []
+    for channel in candidate.channels:
+        reason = (
+            rule_consent(candidate, channel, recipient, settings)
+            or rule_address(channel, recipient)
+            or rule_suppression(channel, recipient)
+        )
+        blocked = None if reason else _blocked(candidate, channel, sent, settings, now)
+        if reason:
+            refusals.append((channel, reason))
+        elif blocked is not None:
+            refusals.append((channel, blocked[0]))
+            if earliest is None or blocked[1] < earliest[1]:
+                earliest = blocked
+        else:
+            if candidate.transactional:
+                decision = Decision(
+                    candidate.id, "send", f"transactional, sent on {channel}", channel
+                )
+                return Assessment(candidate, decision, tuple(refusals))
+            channels.append(channel)
+    if channels:
+        return _Contender(candidate, channels, refusals)
+    if earliest is not None:
+        return Assessment(candidate, _defer_or_expire(candidate, *earliest), tuple(refusals))
+    why = "; ".join(r for _, r in refusals) or "no channel"
+    return Assessment(candidate, Decision(candidate.id, "suppress", why), tuple(refusals))
+
+
+def _blocked(
+    candidate: Candidate,
+    channel: str,
+    sent: Sequence[Sent],
+    settings: WorkspaceSettings,
+    now: datetime,
+) -> tuple[str, datetime] | None:
+    found = [
+        b
+        for b in (
+            rule_caps(candidate, channel, sent, settings.caps, now),
+            rule_exclusion(candidate, sent, settings.exclusions, now),
+        )
+        if b is not None
+    ]
+    return max(found, key=lambda b: b[1]) if found else None
+
+
+def _score(
+    contenders: Sequence[_Contender],
+    recipient: Recipient,
+    sent: Sequence[Sent],
+    settings: WorkspaceSettings,
+    now: datetime,
+    estimator: Estimator,
+) -> None:
+    pairs = [(c.candidate, ch) for c in contenders for ch in c.channels]
+    estimates = iter(estimator(pairs, recipient, now))
+    recent = sum(1 for s in sent if not s.transactional and s.at > now - settings.fatigue_window)
+    fatigue = settings.fatigue_cost * recent
+    for contender in contenders:
+        for channel in contender.channels:
+            mean, draw, value = next(estimates)
+            if contender.candidate.value is not None:
+                value = contender.candidate.value
+            cost = settings.channels[channel].cost if channel in settings.channels else 0.0
+            response = channel_response(recipient.engaged, channel, contender.channels)
+            contender.scores.append(Score(channel, mean, draw, value, response, cost, fatigue))
+        contender.best = max(contender.scores, key=lambda s: s.total)
+
+
+def _rank(
+    contenders: list[_Contender], policy: PolicyName, rng: np.random.Generator
+) -> list[_Contender]:
+    if policy == "random":
+        order = rng.permutation(len(contenders))
+        return [contenders[i] for i in order]
+    if policy == "priority":
+        return sorted(contenders, key=lambda c: -c.candidate.priority)  # stable: arrival order
+    if policy in ("airspace", "oracle") and all(c.best is not None for c in contenders):
+        return sorted(
+            contenders,
+            key=lambda c: (-c.candidate.tier, -(c.best.total if c.best else 0.0)),
+        )
+    return contenders  # first come
+
+
+def _choose(
+    ranked: Sequence[_Contender],
+    recipient: Recipient,
+    sent: list[Sent],
+    settings: WorkspaceSettings,
+    now: datetime,
+    policy: PolicyName,
+    learned: bool,
+    salt: str,
+) -> dict[str, Assessment]:
+    """Send the best contenders that fit; withhold the first winner if the message holdout
+    draws it; the others lose, with the reason."""
+    result: dict[str, Assessment] = {}
+    winners: list[_Contender] = []
+    withheld = False
+    for contender in ranked:
+        candidate = contender.candidate
+        refusals = tuple(contender.refusals)
+        scores = tuple(contender.scores)
+        channel = contender.best.channel if contender.best else contender.channels[0]
+        why_not = _why_not(contender, winners, withheld, settings, learned)
+        if why_not is None:
+            blocked = _blocked(candidate, channel, sent, settings, now)
+            if blocked is not None:
+                decision = _defer_or_expire(candidate, *blocked)
+                result[candidate.id] = Assessment(candidate, decision, refusals, scores)
+                continue
+        if why_not is not None:
+            decision = _defer_or_expire(candidate, why_not, now + settings.retry_after)
+            decision = replace(decision, channel=channel)
+        elif (
+            not winners and bucket(salt, candidate.id, "message-holdout") < settings.message_holdout
+        ):
+            withheld = True
+            winners.append(contender)
+            decision = Decision(
+                candidate.id,
+                "withhold",
+                f"won ({_why_won(contender, policy)}); withheld by the message holdout",
+                channel,
+            )
+        else:
+            winners.append(contender)
+            sent.append(_sent(candidate, channel, now))
+            decision = Decision(
+                candidate.id, "send", f"{_why_won(contender, policy)}, sent on {channel}", channel
+            )
+        result[candidate.id] = Assessment(candidate, decision, refusals, scores)
+    return result
+
+
+def _why_not(
+    contender: _Contender,
+    winners: Sequence[_Contender],
+    withheld: bool,
+    settings: WorkspaceSettings,
+    learned: bool,
+) -> str | None:
+    if withheld:
+        return "the winner of this decision was withheld (message holdout): nothing else is sent"
+    if len(winners) >= settings.per_decision:
+        best = winners[0].candidate
+        return f"lost to {best.journey_id}/{best.content}"
+    best_score = contender.best
+    if (
+        learned
+        and best_score is not None
+        and contender.candidate.tier <= 0
+        and best_score.total <= 0
+    ):
+        return f"expected incremental value {best_score.total:.4f} is not above 0"
+    return None
+
+
+def _why_won(contender: _Contender, policy: PolicyName) -> str:
+    candidate = contender.candidate
+    if candidate.tier > 0 and policy in ("airspace", "oracle"):
+        return f"tier {candidate.tier}"
+    if contender.best is not None:
+        return f"best expected incremental value {contender.best.total:.4f}"
+    return {
+        "first_come": "first come",
+        "priority": f"priority {candidate.priority}",
+        "random": "random draw",
+    }.get(policy, policy)
 
 
 Policy = Callable[
@@ -190,55 +563,8 @@ def first_come(
     settings: WorkspaceSettings,
     now: datetime,
 ) -> list[Decision]:
-    """First come, first served under caps: the baseline policy."""
-    sent = list(history)
-    decisions: list[Decision] = []
-    for candidate in sorted(candidates, key=lambda c: (c.created_at, c.id)):
-        decision = _decide_one(candidate, recipient, sent, settings, now)
-        if decision.outcome == "send" and decision.channel is not None:
-            sent.append(
-                Sent(
-                    now,
-                    decision.channel,
-                    candidate.journey_id,
-                    candidate.topic,
-                    candidate.transactional,
-                )
-            )
-        decisions.append(decision)
-    return decisions
-
-
-def _decide_one(
-    candidate: Candidate,
-    recipient: Recipient,
-    sent: Sequence[Sent],
-    settings: WorkspaceSettings,
-    now: datetime,
-) -> Decision:
-    reason = rule_not_expired(candidate, now) or rule_journey_running(candidate, recipient)
-    if reason:
-        return Decision(candidate.id, "suppress", reason)
-    quiet = rule_quiet_hours(candidate, recipient, settings.quiet_hours, now)
-    if quiet is not None:
-        return _defer_or_expire(candidate, *quiet)
-    refusals: list[str] = []
-    earliest: tuple[str, datetime] | None = None
-    for channel in candidate.channels:
-        reason = rule_consent(candidate, channel, recipient, settings) or rule_address(
-            channel, recipient
-        )
-        if reason:
-            refusals.append(reason)
-            continue
-        blocked = rule_caps(candidate, channel, sent, settings.caps, now)
-        if blocked is None:
-            return Decision(candidate.id, "send", f"first come, sent on {channel}", channel)
-        if earliest is None or blocked[1] < earliest[1]:
-            earliest = blocked
-    if earliest is not None:
-        return _defer_or_expire(candidate, *earliest)
-    return Decision(candidate.id, "suppress", "; ".join(refusals) or "no channel")
+    """First come, first served under caps: the baseline policy our peers use."""
+    return decide(candidates, recipient, history, settings, now, policy="first_come").decisions
 
 
 def _defer_or_expire(candidate: Candidate, reason: str, until: datetime) -> Decision:

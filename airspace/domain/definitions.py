@@ -11,18 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import time, timedelta
 from typing import Any, Literal
 
 import orjson
 import yaml
 
-from airspace.domain import timing
-from airspace.domain.consent import CHANNELS, Topic
+from airspace.domain.consent import Topic
 from airspace.domain.graphs import find_cycle
-from airspace.domain.journey_parser import parse_journey, parse_share
+from airspace.domain.journey_parser import parse_journey
 from airspace.domain.journeys import Journey
-from airspace.domain.problems import Problem, Problems, join, kind_of, shown
+from airspace.domain.problems import Problem, Problems, join, kind_of
 from airspace.domain.segment_parser import parse_segment
 from airspace.domain.segments import (
     All,
@@ -32,49 +30,10 @@ from airspace.domain.segments import (
     Segment,
     SegmentCondition,
 )
+from airspace.domain.workspace_settings import WorkspaceSettings, parse_settings
 
 Kind = Literal["segment", "journey", "topic", "store", "region", "settings"]
 KINDS: tuple[Kind, ...] = ("segment", "journey", "topic", "store", "region", "settings")
-
-
-@dataclass(frozen=True, slots=True)
-class Cap:
-    """At most `max` messages in the scope per rolling window."""
-
-    scope: str  # marketing | channel:sms | topic:promotions | journey:abandoned-cart
-    max: int
-    per: timedelta
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelSettings:
-    """What a channel costs per message and whether consent is assumed until said."""
-
-    cost: float = 0.0
-    consent_default: Literal["opted_in", "opted_out"] = "opted_in"
-
-
-def _default_channels() -> dict[str, ChannelSettings]:
-    return {
-        "email": ChannelSettings(0.001),
-        "sms": ChannelSettings(0.03, "opted_out"),
-        "push": ChannelSettings(0.0005),
-        "webhook": ChannelSettings(0.0),
-        "onsite": ChannelSettings(0.0),
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class WorkspaceSettings:
-    """Workspace-wide settings (`settings.yaml`)."""
-
-    timezone: str = "UTC"
-    decision_window: timedelta = timedelta(minutes=5)
-    caps: tuple[Cap, ...] = (Cap("marketing", 3, timedelta(days=7)),)
-    quiet_hours: tuple[time, time] | None = None
-    global_control: float = 0.05
-    message_holdout: float = 0.05
-    channels: Mapping[str, ChannelSettings] = field(default_factory=_default_channels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,35 +341,6 @@ def _parse_topic(body: dict[str, Any], problems: Problems) -> Topic | None:
     return Topic(body["topic"], kind, problems.text("description", body.get("description"), ""))
 
 
-def _number(
-    body: Mapping[str, Any],
-    key: str,
-    problems: Problems,
-    low: float,
-    high: float,
-    path: str = "",
-) -> float:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        problems.error(
-            join(path, key), f"expected a number from {low} to {high}, got {kind_of(value)}"
-        )
-        return 0.0
-    return float(value)
-
-
-def _timezone(body: Mapping[str, Any], key: str, problems: Problems) -> str | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or timing.zone(value, "").key != value:
-        problems.error(
-            key, f"unknown time zone {shown(value)}; expected an IANA name such as Europe/Paris"
-        )
-        return None
-    return value
-
-
 def _parse_store(body: dict[str, Any], problems: Problems) -> Store:
     problems.mapping(
         "", body, {"store", "name", "latitude", "longitude", "radius_m", "region", "timezone"}
@@ -418,11 +348,13 @@ def _parse_store(body: dict[str, Any], problems: Problems) -> Store:
     return Store(
         id=body["store"],
         name=problems.text("name", body.get("name"), body["store"]),
-        latitude=_number(body, "latitude", problems, -90, 90),
-        longitude=_number(body, "longitude", problems, -180, 180),
-        radius_m=_number(body, "radius_m", problems, 1, 100_000) if "radius_m" in body else 100.0,
+        latitude=problems.number("latitude", body.get("latitude"), -90, 90, 0.0, required=True),
+        longitude=problems.number(
+            "longitude", body.get("longitude"), -180, 180, 0.0, required=True
+        ),
+        radius_m=problems.number("radius_m", body.get("radius_m"), 1, 100_000, 100.0),
         region=body.get("region") if isinstance(body.get("region"), str) else None,
-        timezone=_timezone(body, "timezone", problems),
+        timezone=problems.timezone("timezone", body.get("timezone")),
     )
 
 
@@ -431,101 +363,7 @@ def _parse_region(body: dict[str, Any], problems: Problems) -> Region:
     return Region(
         body["region"],
         problems.text("name", body.get("name"), body["region"]),
-        _timezone(body, "timezone", problems),
-    )
-
-
-def _parse_cap(raw: Any, path: str, problems: Problems) -> Cap | None:
-    spec = problems.mapping(path, raw, {"scope", "max", "per"})
-    scope = spec.get("scope", "marketing")
-    kinds = ("channel:", "topic:", "journey:")
-    if not isinstance(scope, str) or not (scope == "marketing" or scope.startswith(kinds)):
-        problems.error(
-            join(path, "scope"), "expected marketing, channel:NAME, topic:NAME or journey:ID"
-        )
-        return None
-    if scope.startswith("channel:") and scope[8:] not in CHANNELS:
-        problems.error(join(path, "scope"), f"unknown channel {scope[8:]!r}")
-    most = spec.get("max")
-    if isinstance(most, bool) or not isinstance(most, int) or most < 0:
-        problems.error(join(path, "max"), "expected a whole number")
-        return None
-    per = problems.convert(join(path, "per"), spec.get("per"), timing.parse_duration)
-    if per is not None and per <= timedelta(0):
-        problems.error(join(path, "per"), "expected a window longer than 0s")
-        return None
-    return Cap(scope, most, per) if per is not None else None
-
-
-def _parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSettings:
-    body = body.get("settings", body) if isinstance(body.get("settings"), dict) else body
-    problems.mapping("", body, {"timezone", "controller", "channels"})
-    timezone = _timezone(body, "timezone", problems) or "UTC"
-    controller = problems.mapping(
-        "controller",
-        body.get("controller", {}),
-        {
-            "decision_window",
-            "caps",
-            "quiet_hours",
-            "global_control",
-            "message_holdout",
-        },
-    )
-    defaults = WorkspaceSettings()
-    window = problems.convert(
-        "controller.decision_window", controller.get("decision_window", "5m"), timing.parse_duration
-    )
-    caps_raw = controller.get("caps")
-    caps = defaults.caps
-    if caps_raw is not None:
-        if not isinstance(caps_raw, list):
-            problems.error("controller.caps", "expected a list of {scope, max, per}")
-        else:
-            parsed_caps = [
-                _parse_cap(raw, f"controller.caps[{i}]", problems) for i, raw in enumerate(caps_raw)
-            ]
-            caps = tuple(c for c in parsed_caps if c is not None)
-    quiet = None
-    if "quiet_hours" in controller:
-        spec = problems.mapping("controller.quiet_hours", controller["quiet_hours"], {"from", "to"})
-        start = problems.convert(
-            "controller.quiet_hours.from", spec.get("from"), timing.parse_time_of_day
-        )
-        end = problems.convert(
-            "controller.quiet_hours.to", spec.get("to"), timing.parse_time_of_day
-        )
-        quiet = (start, end) if start and end else None
-    shares = {
-        key: problems.convert(f"controller.{key}", controller.get(key, default), parse_share)
-        for key, default in (("global_control", "5%"), ("message_holdout", "5%"))
-    }
-    channels = dict(defaults.channels)
-    for name, spec in problems.mapping("channels", body.get("channels", {}), set(CHANNELS)).items():
-        if name not in channels:
-            continue  # reported by mapping()
-        where = f"channels.{name}"
-        spec = problems.mapping(where, spec, {"cost", "consent_default"})
-        cost = (
-            _number(spec, "cost", problems, 0, 1000, where)
-            if "cost" in spec
-            else channels[name].cost
-        )
-        default = spec.get("consent_default", channels[name].consent_default)
-        if default not in ("opted_in", "opted_out"):
-            problems.error(f"channels.{name}.consent_default", "expected opted_in or opted_out")
-            default = channels[name].consent_default
-        channels[name] = ChannelSettings(cost, default)
-    return WorkspaceSettings(
-        timezone=timezone,
-        decision_window=window if window is not None else defaults.decision_window,
-        caps=caps,
-        quiet_hours=quiet,
-        global_control=shares["global_control"] if shares["global_control"] is not None else 0.05,
-        message_holdout=shares["message_holdout"]
-        if shares["message_holdout"] is not None
-        else 0.05,
-        channels=channels,
+        problems.timezone("timezone", body.get("timezone")),
     )
 
 
@@ -535,7 +373,7 @@ _PARSERS: dict[str, Any] = {
     "topic": _parse_topic,
     "store": _parse_store,
     "region": _parse_region,
-    "settings": _parse_settings,
+    "settings": parse_settings,
 }
 
 

@@ -451,7 +451,16 @@ def _step_split(base: Step, value: Any, where: str, problems: Problems, *_: Any)
     return Step(id=base.id, kind="split", next=base.next, weights=tuple(weights))
 
 
-_MESSAGE_FIELDS = {"channels", "content", "topic", "value", "expires", "urgent", "priority"}
+_MESSAGE_FIELDS = {
+    "channels",
+    "content",
+    "topic",
+    "value",
+    "expires",
+    "urgent",
+    "priority",
+    "tier",
+}
 
 
 def _step_message(
@@ -488,10 +497,12 @@ def _step_message(
     for flag in ("urgent",):
         if not isinstance(spec.get(flag, False), bool):
             problems.error(join(where, flag), "expected true or false")
-    priority = spec.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        problems.error(join(where, "priority"), "expected a whole number")
-        priority = 0
+    ranks = {}
+    for rank in ("priority", "tier"):
+        ranks[rank] = spec.get(rank, 0)
+        if isinstance(ranks[rank], bool) or not isinstance(ranks[rank], int):
+            problems.error(join(where, rank), "expected a whole number")
+            ranks[rank] = 0
     step_topic = spec.get("topic", topic)
     message = Message(
         channels=tuple(c for c in channels if c in CHANNELS),
@@ -501,7 +512,8 @@ def _step_message(
         expires=_duration(spec.get("expires", "24h"), join(where, "expires"), problems),
         urgent=spec.get("urgent") is True,
         transactional=transactional,
-        priority=priority,
+        priority=ranks["priority"],
+        tier=ranks["tier"],
     )
     return Step(id=base.id, kind="message", next=base.next, message=message)
 

@@ -133,7 +133,8 @@ class Message:
     expires: timedelta = timedelta(hours=24)
     urgent: bool = False
     transactional: bool = False
-    priority: int = 0
+    priority: int = 0  # the rank under the static-priority policy
+    tier: int = 0  # a business override: a higher tier always wins under the airspace policy
 
 
 @dataclass(frozen=True, slots=True)

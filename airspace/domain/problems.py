@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airspace.domain.errors import InvalidInput
 
@@ -67,6 +68,40 @@ class Problems:
             return default
         return str(value)
 
+    def number(
+        self,
+        path: str,
+        value: Any,
+        low: float,
+        high: float,
+        default: float,
+        *,
+        required: bool = False,
+    ) -> float:
+        """`value` as a number from `low` to `high` (`default` if absent or wrong)."""
+        if value is None and not required:
+            return default
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            self.error(path, f"expected a number from {low} to {high}, got {kind_of(value)}")
+            return default
+        return float(value)
+
+    def timezone(self, path: str, value: Any) -> str | None:
+        """`value` as an IANA time zone name, or None (absent or reported)."""
+        if value is None:
+            return None
+        if not isinstance(value, str) or not _is_zone(value):
+            self.error(
+                path,
+                f"unknown time zone {shown(value)}; expected an IANA name such as Europe/Paris",
+            )
+            return None
+        return value
+
     def mapping(self, path: str, value: Any, allowed: set[str]) -> dict[str, Any]:
         """`value` as a mapping with only `allowed` keys (others are reported)."""
         if not isinstance(value, dict):
@@ -82,6 +117,13 @@ class Problems:
         if self.errors:
             listed = "; ".join(str(p) for p in self.errors)
             raise InvalidInput(f"{what} has {len(self.errors)} problem(s): {listed}")
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        return bool(name) and ZoneInfo(name).key == name
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
 
 
 def shown(value: Any) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from airspace.domain import consent as consent_rules
-from airspace.domain.consent import ConsentRecord
+from airspace.domain.consent import CHANNELS, ConsentRecord
 from airspace.domain.events import Event
 
 
@@ -28,6 +28,17 @@ class Computed:
     timezone_at: datetime | None = None
     locale: str | None = None
     groups: tuple[str, ...] = ()
+    last_by_event: dict[str, datetime] = field(default_factory=dict)
+    engaged: dict[str, int] = field(default_factory=dict)  # opens and clicks per channel
+    suppressed: dict[str, str] = field(default_factory=dict)  # channel -> why (hard bounce, ...)
+
+
+# Events a channel or the customer's own systems report about messages.
+ENGAGEMENT_EVENTS = frozenset({"Message Opened", "Message Clicked"})
+BOUNCE_EVENT = "Message Bounced"  # {channel, type: hard|soft}
+COMPLAINT_EVENT = "Spam Reported"  # {channel}
+# A new address lifts the channel's suppression.
+_ADDRESS_TRAITS = {"email": "email", "phone": "sms"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,29 @@ def _count(counts: dict[str, int], key: str | None, by: int = 1) -> dict[str, in
     return updated
 
 
+def _suppressed_after(
+    suppressed: dict[str, str], event: Event, declared: dict[str, Any], before: dict[str, Any]
+) -> dict[str, str]:
+    """A hard bounce or a complaint stops a channel until the person gives a new address."""
+    channel = event.properties.get("channel") if event.type == "track" else None
+    reason = None
+    if event.name == BOUNCE_EVENT and event.properties.get("type", "hard") == "hard":
+        reason = "hard bounce"
+    elif event.name == COMPLAINT_EVENT:
+        reason = "spam complaint"
+    lifted = [
+        ch
+        for trait, ch in _ADDRESS_TRAITS.items()
+        if ch in suppressed and trait in declared and declared[trait] != before.get(trait)
+    ]
+    if not lifted and not (reason and isinstance(channel, str) and channel in CHANNELS):
+        return suppressed
+    updated = {ch: why for ch, why in suppressed.items() if ch not in lifted}
+    if reason and isinstance(channel, str) and channel in CHANNELS:
+        updated[channel] = f"{reason} at {event.timestamp.isoformat()}"
+    return updated
+
+
 def _computed_after(computed: Computed, event: Event) -> Computed:
     at = event.timestamp
     timezone, timezone_at = computed.timezone, computed.timezone_at
@@ -79,6 +113,9 @@ def _computed_after(computed: Computed, event: Event) -> Computed:
         timezone, timezone_at = tz[:64], at
     locale = event.context.get("locale")
     groups = computed.groups
+    track = event.name if event.type == "track" else None
+    channel = event.properties.get("channel")
+    channel = channel if isinstance(channel, str) and channel in CHANNELS else None
     if event.type == "group" and event.group_id and event.group_id not in groups:
         groups = (*groups, event.group_id)
     return Computed(
@@ -93,14 +130,26 @@ def _computed_after(computed: Computed, event: Event) -> Computed:
         timezone_at=timezone_at,
         locale=locale[:32] if isinstance(locale, str) and locale else computed.locale,
         groups=groups,
+        last_by_event=_later(computed.last_by_event, track, at)
+        if track
+        else computed.last_by_event,
+        engaged=_count(computed.engaged, channel if track in ENGAGEMENT_EVENTS else None),
+        suppressed=computed.suppressed,
     )
+
+
+def _later(times: dict[str, datetime], key: str, at: datetime) -> dict[str, datetime]:
+    if key in times and times[key] >= at:
+        return times
+    return {**times, key: at}
 
 
 def apply_event(profile: Profile, event: Event) -> Profile:
     """Fold one event into a profile: traits, computed traits, consent."""
     traits = dict(profile.traits)
     times = dict(profile.trait_times)
-    _set_traits(traits, times, declared_traits(event), event.timestamp)
+    declared = declared_traits(event)
+    _set_traits(traits, times, declared, event.timestamp)
     changes = consent_rules.changes_from_event(
         event.name if event.type == "track" else None,
         event.properties,
@@ -112,7 +161,10 @@ def apply_event(profile: Profile, event: Event) -> Profile:
         created_at=profile.created_at,
         traits=traits,
         trait_times=times,
-        computed=_computed_after(profile.computed, event),
+        computed=replace(
+            computed := _computed_after(profile.computed, event),
+            suppressed=_suppressed_after(computed.suppressed, event, declared, profile.traits),
+        ),
         consent=consent_rules.apply_changes(profile.consent, changes)
         if changes
         else profile.consent,
@@ -152,6 +204,12 @@ def merge_profiles(survivor: Profile, loser: Profile) -> Profile:
         timezone_at=later.timezone_at,
         locale=a.locale or b.locale,
         groups=tuple(dict.fromkeys((*a.groups, *b.groups))),
+        last_by_event={
+            k: max(t for t in (a.last_by_event.get(k), b.last_by_event.get(k)) if t is not None)
+            for k in {*a.last_by_event, *b.last_by_event}
+        },
+        engaged=_merge_counts(a.engaged, b.engaged),
+        suppressed={**b.suppressed, **a.suppressed},
     )
     return replace(
         survivor,

@@ -197,6 +197,11 @@ def profile_from_row(row: Any) -> Profile:
             timezone_at=_time(computed.get("timezone_at")),
             locale=computed.get("locale"),
             groups=tuple(computed.get("groups", ())),
+            last_by_event={
+                k: datetime.fromisoformat(v) for k, v in computed.get("last_by_event", {}).items()
+            },
+            engaged=computed.get("engaged", {}),
+            suppressed=computed.get("suppressed", {}),
         ),
         consent={
             key: ConsentRecord(c["status"], c["source"], datetime.fromisoformat(c["at"]))
@@ -217,6 +222,9 @@ def computed_to_json(computed: Computed) -> dict[str, Any]:
         "timezone_at": _iso(computed.timezone_at),
         "locale": computed.locale,
         "groups": list(computed.groups),
+        "last_by_event": {k: v.isoformat() for k, v in computed.last_by_event.items()},
+        "engaged": computed.engaged,
+        "suppressed": computed.suppressed,
     }
 
 

@@ -447,6 +447,7 @@ def _candidate_row(
             "urgent": m.urgent,
             "transactional": m.transactional,
             "priority": m.priority,
+            "tier": m.tier,
             "context": dict(p.context),
         },
         "layer": p.layer,
@@ -476,6 +477,7 @@ def candidate_from_row(row: Any) -> Candidate:
         urgent=bool(spec.get("urgent")),
         transactional=bool(spec.get("transactional")),
         priority=int(spec.get("priority") or 0),
+        tier=int(spec.get("tier") or 0),
         context=spec.get("context") or {},
     )
 

@@ -20,7 +20,7 @@ from airspace.domain.controller import (
     first_come,
     rule_caps,
 )
-from airspace.domain.definitions import Cap, ChannelSettings, WorkspaceSettings
+from airspace.domain.workspace_settings import Cap, ChannelSettings, WorkspaceSettings
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -29,7 +29,10 @@ SETTINGS = WorkspaceSettings(
         Cap("marketing", 3, timedelta(days=7)),
         Cap("channel:sms", 1, DAY),
         Cap("journey:cart", 1, timedelta(days=2)),
-    )
+    ),
+    # The rules one by one: no holdout, and every candidate that fits the caps goes.
+    message_holdout=0.0,
+    per_decision=10,
 )
 TOPICS = {
     "promotions": Topic("promotions", "opt_out"),
@@ -80,8 +83,8 @@ def decide_one(
     return decision
 
 
-def sends(channel: str, cid: str = "c1") -> Decision:
-    return Decision(cid, "send", f"first come, sent on {channel}", channel)
+def sends(channel: str, cid: str = "c1", why: str = "first come") -> Decision:
+    return Decision(cid, "send", f"{why}, sent on {channel}", channel)
 
 
 # --- consent and addresses -----------------------------------------------------------------
@@ -359,7 +362,7 @@ def test_transactional_messages_bypass_consent_and_caps_and_use_none() -> None:
     history = [sent(6 * DAY), sent(2 * DAY), sent(timedelta(hours=1))]
     who = recipient({"channel:email": ConsentRecord("opted_out", "test", NOW - DAY)})
     receipt = candidate("receipt", transactional=True, topic="newsletter")
-    assert decide_one(receipt, who, history) == sends("email", "receipt")
+    assert decide_one(receipt, who, history) == sends("email", "receipt", "transactional")
     # It did not take a place under the cap: a marketing message after it is judged as before.
     decisions = first_come(
         [receipt, candidate("promo", created_at=NOW + timedelta(seconds=1))],
@@ -386,7 +389,7 @@ def test_transactional_still_needs_an_address() -> None:
     [
         (NOW, Decision("c1", "suppress", "expired at 2026-11-02T09:00:00+00:00")),
         (NOW - DAY, Decision("c1", "suppress", "expired at 2026-11-01T09:00:00+00:00")),
-        (NOW + timedelta(seconds=1), sends("email")),
+        (NOW + timedelta(seconds=1), sends("email", why="transactional")),
     ],
 )
 def test_expiry(expires_at: datetime, expected: Decision) -> None:

@@ -13,14 +13,11 @@ import pytest
 
 from airspace.domain.consent import Topic
 from airspace.domain.definitions import (
-    Cap,
     Change,
-    ChannelSettings,
     Document,
     Region,
     Store,
     Workspace,
-    WorkspaceSettings,
     cross_check,
     diff,
     documents_from_files,
@@ -28,6 +25,7 @@ from airspace.domain.definitions import (
 )
 from airspace.domain.problems import Problem, Problems
 from airspace.domain.segments import Segment, SegmentCondition
+from airspace.domain.workspace_settings import Cap, ChannelSettings, WorkspaceSettings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -349,7 +347,9 @@ def test_without_topics_defined_any_topic_is_accepted() -> None:
             "  quiet_hours: {from: '22:00', to: 8}\n  colour: red\n",
             [
                 "settings.yaml: controller.colour: unknown field; expected one of caps, "
-                "decision_window, global_control, message_holdout, quiet_hours",
+                "decision_window, exclusive, fatigue, global_control, message_holdout, "
+                "per_decision, policy, prior_strength, purchase_event, quiet_hours, "
+                "retry_after, strata",
                 "settings.yaml: controller.decision_window: "
                 "expected a duration such as 30m, 1h, 7d or 2w; got 'soon'",
                 'settings.yaml: controller.quiet_hours.to: expected a time of day such as "09:00";'

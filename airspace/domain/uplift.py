@@ -1,0 +1,217 @@
+"""Uplift: what a journey's message adds to its goal, learned from Airspace's own holdouts.
+
+Evidence is counted per journey, arm, channel and stratum: a *treated* trial is
+a message sent; a *control* trial is a candidate that was held out (journey
+holdout, global control, or the message holdout of a decision's winner). A
+trial converts when its enrollment reaches the journey's goal. The conversion
+rate of each arm is a Beta posterior, pooled from coarse to fine — journey,
+then channel, then stratum for the treated arm; journey, then stratum for the
+control arm (not sending is the same on every channel) — so a thin stratum
+borrows from its journey and a new journey starts from a weak prior. The
+uplift is treated minus control; the controller draws from both posteriors
+(Thompson sampling) so it keeps exploring while it exploits.
+
+Strata are "people like this one": the first configured stratum (a segment)
+the person is in, else a lifecycle stage from their purchases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+import numpy as np
+
+from airspace.domain.profiles import Profile
+from airspace.domain.workspace_settings import WorkspaceSettings
+
+Arm = Literal["treated", "control"]
+ANY = ""  # the channel of the control arm, and "all strata" in pooled keys
+# A weak prior for a journey nothing is known about: a 5% goal rate worth two people.
+PRIOR_RATE = 0.05
+PRIOR_WEIGHT = 2.0
+LIFECYCLE = ("prospect", "new", "repeat", "lapsing", "lapsed")
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Trials, conversions and the revenue of the conversions of one cell."""
+
+    trials: float = 0.0
+    conversions: float = 0.0
+    revenue: float = 0.0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            self.trials + other.trials,
+            self.conversions + other.conversions,
+            self.revenue + other.revenue,
+        )
+
+
+TallyKey = tuple[str, Arm, str, str]  # journey, arm, channel, stratum
+
+
+@dataclass(frozen=True, slots=True)
+class Beta:
+    """A Beta(a, b) posterior over a conversion rate."""
+
+    a: float
+    b: float
+
+    @property
+    def mean(self) -> float:
+        return self.a / (self.a + self.b)
+
+    @property
+    def weight(self) -> float:
+        return self.a + self.b
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What Airspace believes one message adds for people of one stratum."""
+
+    treated: Beta
+    control: Beta
+    value: float  # the goal's value per conversion
+
+    @property
+    def uplift(self) -> float:
+        """The posterior mean of the uplift on the goal rate."""
+        return self.treated.mean - self.control.mean
+
+
+def _shrink(prior: Beta, tally: Tally, strength: float) -> Beta:
+    """The posterior of a cell whose prior is its parent's mean, worth at most `strength`
+    people (never more than the parent has seen)."""
+    weight = min(strength, prior.weight)
+    mean = prior.mean
+    failures = max(tally.trials - tally.conversions, 0.0)
+    return Beta(weight * mean + tally.conversions, weight * (1 - mean) + failures)
+
+
+@dataclass
+class Evidence:
+    """The tallies of a workspace, with their pooled sums; answers `estimate` quickly."""
+
+    tallies: Mapping[TallyKey, Tally]
+    strength: float = 20.0
+    _sums: dict[TallyKey, Tally] = field(default_factory=dict, init=False)
+    _value: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
+    _cache: dict[tuple[str, str, str], Estimate] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        sums: dict[TallyKey, Tally] = {}
+        for (journey, arm, channel, stratum), tally in self.tallies.items():
+            if arm == "control":
+                channel = ANY
+            for key in {
+                (journey, arm, ANY, ANY),
+                (journey, arm, channel, ANY),
+                (journey, arm, channel, stratum),
+            }:
+                sums[key] = sums.get(key, Tally()) + tally
+        self._sums = sums
+        total = Tally()
+        for (_, _, channel, stratum), tally in sums.items():
+            if channel == ANY and stratum == ANY:
+                total += tally
+        mean_value = total.revenue / total.conversions if total.conversions else 1.0
+        for (journey, _, channel, stratum), tally in sums.items():
+            if channel == ANY and stratum == ANY:
+                revenue, conversions = self._value.get(journey, (0.0, 0.0))
+                self._value[journey] = (revenue + tally.revenue, conversions + tally.conversions)
+        # A journey's value per conversion, pooled towards the workspace's with 5 conversions.
+        self._value = {
+            j: ((revenue + 5 * mean_value) / (conversions + 5), conversions)
+            for j, (revenue, conversions) in self._value.items()
+        }
+        self._value[ANY] = (mean_value, total.conversions)
+
+    def _chain(self, keys: Sequence[TallyKey]) -> Beta:
+        posterior = Beta(PRIOR_RATE * PRIOR_WEIGHT, (1 - PRIOR_RATE) * PRIOR_WEIGHT)
+        for i, key in enumerate(keys):
+            tally = self._sums.get(key, Tally())
+            if i == 0:
+                failures = max(tally.trials - tally.conversions, 0.0)
+                posterior = Beta(posterior.a + tally.conversions, posterior.b + failures)
+            else:
+                posterior = _shrink(posterior, tally, self.strength)
+        return posterior
+
+    def estimate(self, journey: str, channel: str, stratum: str) -> Estimate:
+        """The pooled posteriors of sending this journey's message on `channel` to people
+        of `stratum` versus not sending it."""
+        key = (journey, channel, stratum)
+        found = self._cache.get(key)
+        if found is None:
+            treated = self._chain(
+                [
+                    (journey, "treated", ANY, ANY),
+                    (journey, "treated", channel, ANY),
+                    (journey, "treated", channel, stratum),
+                ]
+            )
+            control = self._chain(
+                [(journey, "control", ANY, ANY), (journey, "control", ANY, stratum)]
+            )
+            value = self._value.get(journey, self._value[ANY])[0]
+            found = self._cache[key] = Estimate(treated, control, value)
+        return found
+
+
+def draw_uplift(rng: np.random.Generator, estimates: Sequence[Estimate]) -> np.ndarray:
+    """One Thompson draw of the uplift per estimate (vectorised)."""
+    if not estimates:
+        return np.zeros(0)
+    params = np.array(
+        [(e.treated.a, e.treated.b, e.control.a, e.control.b) for e in estimates], dtype=float
+    )
+    return draw_uplift_arrays(rng, params[:, 0], params[:, 1], params[:, 2], params[:, 3])
+
+
+def draw_uplift_arrays(
+    rng: np.random.Generator, a1: np.ndarray, b1: np.ndarray, a0: np.ndarray, b0: np.ndarray
+) -> np.ndarray:
+    """Thompson draws over arrays of posterior parameters: treated rate minus control rate."""
+    result: np.ndarray = rng.beta(a1, b1) - rng.beta(a0, b0)
+    return result
+
+
+def lifecycle_stage(profile: Profile, purchase_event: str, now: datetime) -> str:
+    """The default stratum: prospect, new, repeat, lapsing (90 days) or lapsed (180 days)."""
+    purchases = profile.computed.counts_by_event.get(purchase_event, 0)
+    last = profile.computed.last_by_event.get(purchase_event)
+    if purchases == 0 or last is None:
+        return "prospect"
+    quiet = now - last
+    if quiet > timedelta(days=180):
+        return "lapsed"
+    if quiet > timedelta(days=90):
+        return "lapsing"
+    return "new" if purchases == 1 else "repeat"
+
+
+def stratum_of(
+    profile: Profile, segments: Iterable[str], settings: WorkspaceSettings, now: datetime
+) -> str:
+    """People like this one: the first configured stratum whose segment holds them, else
+    their lifecycle stage."""
+    member = set(segments)
+    for stratum in settings.strata:
+        if stratum.segment in member:
+            return stratum.name
+    return lifecycle_stage(profile, settings.purchase_event, now)
+
+
+def channel_response(engaged: Mapping[str, int], channel: str, channels: Sequence[str]) -> float:
+    """How welcome a channel is for this person relative to the others they could get:
+    opens and clicks per channel, smoothed towards 1 (no data: 1 everywhere)."""
+    if not channels:
+        return 1.0
+    smoothing = 2.0
+    mean = sum(engaged.get(c, 0) for c in channels) / len(channels)
+    return (engaged.get(channel, 0) + smoothing) / (mean + smoothing)

@@ -1,0 +1,142 @@
+"""Uplift posteriors: pooling from journey to channel to stratum, Thompson draws, strata."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from airspace.domain.profiles import Computed, Profile
+from airspace.domain.uplift import (
+    PRIOR_RATE,
+    Beta,
+    Evidence,
+    Tally,
+    channel_response,
+    draw_uplift,
+    lifecycle_stage,
+    stratum_of,
+)
+from airspace.domain.workspace_settings import Stratum, WorkspaceSettings
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+
+def test_a_journey_nothing_is_known_about_has_a_weak_prior_centred_on_no_uplift() -> None:
+    estimate = Evidence({}).estimate("new-journey", "email", "repeat")
+    assert estimate.uplift == pytest.approx(0.0)
+    assert estimate.treated.mean == pytest.approx(PRIOR_RATE)
+    assert estimate.treated.weight == pytest.approx(2.0)
+    assert estimate.value == 1.0  # no conversion anywhere yet
+
+
+def test_a_well_measured_stratum_follows_its_own_data() -> None:
+    evidence = Evidence(
+        {
+            ("cart", "treated", "email", "repeat"): Tally(10_000, 1_500, 75_000),
+            ("cart", "control", "", "repeat"): Tally(10_000, 500, 25_000),
+        }
+    )
+    estimate = evidence.estimate("cart", "email", "repeat")
+    assert estimate.uplift == pytest.approx(0.10, abs=0.002)
+    assert estimate.value == pytest.approx(50.0, rel=0.01)
+
+
+def test_a_thin_stratum_borrows_from_its_journey() -> None:
+    tallies = {
+        ("cart", "treated", "email", "repeat"): Tally(5_000, 1_000, 0),
+        ("cart", "control", "", "repeat"): Tally(5_000, 500, 0),
+        # Three people in a new stratum, all of whom bought without the message.
+        ("cart", "treated", "email", "prospect"): Tally(1, 0, 0),
+        ("cart", "control", "", "prospect"): Tally(2, 2, 0),
+    }
+    thin = Evidence(tallies, strength=20).estimate("cart", "email", "prospect")
+    # Raw it would say -100%; pooled it stays near the journey's +10%.
+    assert 0.0 < thin.uplift < 0.10
+    unpooled = Evidence(tallies, strength=0).estimate("cart", "email", "prospect")
+    assert unpooled.uplift < -0.5
+
+
+def test_control_is_pooled_over_channels_and_treated_is_not() -> None:
+    evidence = Evidence(
+        {
+            ("news", "treated", "email", "new"): Tally(4_000, 400, 0),
+            ("news", "treated", "sms", "new"): Tally(4_000, 800, 0),
+            ("news", "control", "", "new"): Tally(4_000, 400, 0),
+        }
+    )
+    email = evidence.estimate("news", "email", "new")
+    sms = evidence.estimate("news", "sms", "new")
+    assert email.control == sms.control
+    assert email.uplift == pytest.approx(0.0, abs=0.005)
+    assert sms.uplift == pytest.approx(0.10, abs=0.005)
+
+
+def test_thompson_draws_centre_on_the_mean_and_narrow_with_evidence() -> None:
+    rng = np.random.default_rng(7)
+    few = Evidence(
+        {
+            ("j", "treated", "email", "s"): Tally(20, 4, 0),
+            ("j", "control", "", "s"): Tally(20, 2, 0),
+        }
+    ).estimate("j", "email", "s")
+    many = Evidence(
+        {
+            ("j", "treated", "email", "s"): Tally(20_000, 4_000, 0),
+            ("j", "control", "", "s"): Tally(20_000, 2_000, 0),
+        }
+    ).estimate("j", "email", "s")
+    draws_few = draw_uplift(rng, [few] * 4000)
+    draws_many = draw_uplift(rng, [many] * 4000)
+    assert draws_many.mean() == pytest.approx(many.uplift, abs=0.002)
+    assert draws_few.std() > 10 * draws_many.std()
+    assert len(draw_uplift(rng, [])) == 0
+
+
+def test_beta_mean_and_weight() -> None:
+    assert Beta(1, 3).mean == 0.25
+    assert Beta(1, 3).weight == 4
+
+
+def _buyer(purchases: int, last: datetime | None) -> Profile:
+    return Profile(
+        "p1",
+        NOW - timedelta(days=900),
+        computed=Computed(
+            counts_by_event={"Order Completed": purchases} if purchases else {},
+            last_by_event={"Order Completed": last} if last else {},
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("purchases", "days_ago", "stage"),
+    [
+        (0, None, "prospect"),
+        (1, 10, "new"),
+        (4, 90, "repeat"),
+        (4, 91, "lapsing"),
+        (1, 180, "lapsing"),
+        (9, 181, "lapsed"),
+    ],
+)
+def test_lifecycle_stage(purchases: int, days_ago: int | None, stage: str) -> None:
+    last = NOW - timedelta(days=days_ago) if days_ago is not None else None
+    assert lifecycle_stage(_buyer(purchases, last), "Order Completed", NOW) == stage
+
+
+def test_configured_strata_come_first_in_order() -> None:
+    settings = WorkspaceSettings(strata=(Stratum("vip", "high-value"), Stratum("fans", "fans")))
+    person = _buyer(3, NOW - timedelta(days=3))
+    assert stratum_of(person, {"fans", "high-value"}, settings, NOW) == "vip"
+    assert stratum_of(person, {"fans"}, settings, NOW) == "fans"
+    assert stratum_of(person, set(), settings, NOW) == "repeat"
+
+
+def test_channel_response_prefers_where_the_person_engages() -> None:
+    assert channel_response({}, "email", ["email", "push"]) == 1.0
+    engaged = {"push": 6}
+    assert channel_response(engaged, "push", ["email", "push"]) > 1.0
+    assert channel_response(engaged, "email", ["email", "push"]) < 1.0
+    assert channel_response(engaged, "email", []) == 1.0
