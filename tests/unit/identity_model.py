@@ -30,6 +30,7 @@ def make_event(
     name: str | None = None,
     at: datetime = EPOCH,
     message_id: str = "m-1",
+    properties: dict[str, Any] | None = None,
 ) -> Event:
     """A validated-looking event built from plain values (no parsing, no clock)."""
     return Event(
@@ -38,7 +39,7 @@ def make_event(
         user_id=user_id,
         anonymous_id=anonymous_id,
         name=name if name is not None or kind != "track" else "Viewed",
-        properties={},
+        properties=properties or {},
         traits=traits or {},
         context=context or {},
         timestamp=at,

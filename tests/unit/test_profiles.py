@@ -272,7 +272,69 @@ def test_merge_profiles_adds_counts_and_keeps_the_later_trait_writes() -> None:
         timezone_at=at(15),
         locale="pt-PT",
         groups=(),
+        last_by_event={"Order Completed": at(15)},
     )
+
+
+def test_engagement_and_suppression_are_computed_from_message_events() -> None:
+    events = [
+        make_event("identify", user_id="u-1", traits={"email": "a@example.com"}, at=at(0)),
+        make_event(
+            "track", user_id="u-1", name="Message Opened", properties={"channel": "push"}, at=at(1)
+        ),
+        make_event(
+            "track", user_id="u-1", name="Message Clicked", properties={"channel": "push"}, at=at(2)
+        ),
+        make_event(
+            "track", user_id="u-1", name="Message Opened", properties={"channel": "fax"}, at=at(3)
+        ),
+        make_event(
+            "track",
+            user_id="u-1",
+            name="Message Bounced",
+            properties={"channel": "email", "type": "soft"},
+            at=at(4),
+        ),
+    ]
+    person = fold(events, fresh("p1"))
+    assert person.computed.engaged == {"push": 2}
+    assert person.computed.suppressed == {}
+    bounced = fold(
+        [
+            make_event(
+                "track",
+                user_id="u-1",
+                name="Message Bounced",
+                properties={"channel": "email"},
+                at=at(5),
+            )
+        ],
+        person,
+    )
+    assert bounced.computed.suppressed == {"email": f"hard bounce at {at(5).isoformat()}"}
+    complained = fold(
+        [
+            make_event(
+                "track",
+                user_id="u-1",
+                name="Spam Reported",
+                properties={"channel": "sms"},
+                at=at(6),
+            )
+        ],
+        bounced,
+    )
+    assert set(complained.computed.suppressed) == {"email", "sms"}
+    # The same address again keeps it suppressed; a new address lifts it.
+    same = fold(
+        [make_event("identify", user_id="u-1", traits={"email": "a@example.com"}, at=at(7))],
+        complained,
+    )
+    assert set(same.computed.suppressed) == {"email", "sms"}
+    moved = fold(
+        [make_event("identify", user_id="u-1", traits={"email": "b@example.com"}, at=at(8))], same
+    )
+    assert set(moved.computed.suppressed) == {"sms"}
 
 
 def test_merge_profiles_of_empty_profiles_is_empty() -> None:
