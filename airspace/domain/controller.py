@@ -33,7 +33,7 @@ from airspace.domain import consent as consent_rules
 from airspace.domain import timing
 from airspace.domain.consent import ConsentRecord, Topic
 from airspace.domain.journeys import bucket
-from airspace.domain.uplift import channel_response
+from airspace.domain.uplift import Evidence, channel_response, draw_uplift
 from airspace.domain.workspace_settings import Cap, Exclusion, WorkspaceSettings
 
 Outcome = Literal["send", "defer", "suppress", "withhold"]
@@ -246,15 +246,18 @@ class Score:
     response: float  # the person's response to the channel relative to their others
     cost: float  # the channel's cost per message
     fatigue: float  # the cost of one more message after the recent ones
+    learning: bool = False  # too little evidence yet: sent to learn even if the draw is low
 
     @property
     def total(self) -> float:
         return self.draw * self.value * self.response - self.cost - self.fatigue
 
 
-# An estimator: for (candidate, channel) pairs, the uplift's mean, a draw and the value.
+# An estimator: for (candidate, channel) pairs, the uplift's mean, a draw, the value, and
+# whether the evidence is still too thin to hold a message back.
 Estimator = Callable[
-    [Sequence[tuple[Candidate, str]], Recipient, datetime], Sequence[tuple[float, float, float]]
+    [Sequence[tuple[Candidate, str]], Recipient, datetime],
+    Sequence[tuple[float, float, float, bool]],
 ]
 
 
@@ -438,13 +441,21 @@ def _score(
     recent = sum(1 for s in sent if not s.transactional and s.at > now - settings.fatigue_window)
     fatigue = settings.fatigue_cost * recent
     for contender in contenders:
+        shared: float | None = None
         for channel in contender.channels:
-            mean, draw, value = next(estimates)
+            mean, draw, value, learning = next(estimates)
+            if learning:
+                # While a journey is new, its channels share one draw: the channel is chosen
+                # by cost and the person's response, ties in the message's order.
+                shared = draw if shared is None else shared
+                draw = shared
             if contender.candidate.value is not None:
                 value = contender.candidate.value
             cost = settings.channels[channel].cost if channel in settings.channels else 0.0
             response = channel_response(recipient.engaged, channel, contender.channels)
-            contender.scores.append(Score(channel, mean, draw, value, response, cost, fatigue))
+            contender.scores.append(
+                Score(channel, mean, draw, value, response, cost, fatigue, learning)
+            )
         contender.best = max(contender.scores, key=lambda s: s.total)
 
 
@@ -531,6 +542,7 @@ def _why_not(
     if (
         learned
         and best_score is not None
+        and not best_score.learning
         and contender.candidate.tier <= 0
         and best_score.total <= 0
     ):
@@ -549,6 +561,39 @@ def _why_won(contender: _Contender, policy: PolicyName) -> str:
         "priority": f"priority {candidate.priority}",
         "random": "random draw",
     }.get(policy, policy)
+
+
+def thompson(evidence: Evidence, rng: np.random.Generator) -> Estimator:
+    """The airspace policy's estimator: posterior means and one Thompson draw per pair."""
+
+    def estimate(
+        pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
+    ) -> list[tuple[float, float, float, bool]]:
+        found = [
+            evidence.estimate(c.journey_id, channel, recipient.stratum) for c, channel in pairs
+        ]
+        draws = draw_uplift(rng, found)
+        return [
+            (e.uplift, float(d), e.value, evidence.learning(c.journey_id))
+            for (c, _), e, d in zip(pairs, found, draws, strict=True)
+        ]
+
+    return estimate
+
+
+def could_send(
+    candidate: Candidate, recipient: Recipient, settings: WorkspaceSettings
+) -> str | None:
+    """A channel the candidate could go on if it won (consent, address, suppression), or
+    None: held-out candidates count as control trials only if they could have been sent."""
+    for channel in candidate.channels:
+        if not (
+            rule_consent(candidate, channel, recipient, settings)
+            or rule_address(channel, recipient)
+            or rule_suppression(channel, recipient)
+        ):
+            return channel
+    return None
 
 
 Policy = Callable[

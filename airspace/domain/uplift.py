@@ -28,6 +28,7 @@ from airspace.domain.profiles import Profile
 from airspace.domain.workspace_settings import WorkspaceSettings
 
 Arm = Literal["treated", "control"]
+ARMS: tuple[Arm, ...] = ("treated", "control")
 ANY = ""  # the channel of the control arm, and "all strata" in pooled keys
 # A weak prior for a journey nothing is known about: a 5% goal rate worth two people.
 PRIOR_RATE = 0.05
@@ -141,6 +142,14 @@ class Evidence:
             else:
                 posterior = _shrink(posterior, tally, self.strength)
         return posterior
+
+    def learning(self, journey: str) -> bool:
+        """Is a journey still too new to hold its messages back: fewer trials in either arm
+        than the pooling strength? (It is then sent whenever it wins, to learn.)"""
+        return any(
+            self._sums.get((journey, arm, ANY, ANY), Tally()).trials < max(self.strength, 1.0)
+            for arm in ARMS
+        )
 
     def estimate(self, journey: str, channel: str, stratum: str) -> Estimate:
         """The pooled posteriors of sending this journey's message on `channel` to people

@@ -10,22 +10,26 @@ controller decisions. A person is only ever changed under their profile lock.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import numpy as np
 from croniter import croniter
 from sqlalchemy import Connection
 
 from airspace.domain import controller, reactor, timing
-from airspace.domain.controller import Candidate, Decision, Policy, Recipient
+from airspace.domain.controller import Candidate, Decision, Estimator, PolicyName, Recipient
 from airspace.domain.definitions import Workspace
 from airspace.domain.identity import Identifier
-from airspace.domain.journeys import CallWebhook, Enrollment, Journey
+from airspace.domain.journeys import CallWebhook, Enrollment, Journey, bucket
 from airspace.domain.profiles import Profile
 from airspace.domain.reactor import Input, PersonState, Reaction, TimerInput
+from airspace.domain.uplift import Evidence, stratum_of
+from airspace.store import decisions as log_repo
 from airspace.store import definitions as defs_repo
 from airspace.store import identity as identity_repo
 from airspace.store import journeys as repo
@@ -34,6 +38,8 @@ from airspace.store.journeys import DueTimer, PersonWrite
 
 # The earliest time zone is UTC+14: its day starts this much before the UTC day.
 LOCAL_LEAD = timedelta(hours=14)
+# How often (in clock time) the uplift tallies are read again.
+EVIDENCE_REFRESH = timedelta(minutes=1)
 
 
 def new_id(now: datetime) -> str:
@@ -59,10 +65,13 @@ class JourneyRuntime:
     """The journey side of a worker: caches the workspace and old journey versions."""
 
     db: Database
-    policy: Policy = controller.first_come
+    policy: PolicyName | None = None  # None: the workspace's setting
+    estimator: Estimator | None = None  # None: Thompson draws from the learned evidence
     _workspace: Workspace | None = None
     _revision: Any = None
     _versions: dict[tuple[str, int], Journey] = field(default_factory=dict)
+    _evidence: Evidence | None = None
+    _evidence_at: datetime | None = None
     queued_calls: int = 0
 
     def workspace(self, conn: Connection) -> Workspace:
@@ -127,6 +136,8 @@ class JourneyRuntime:
         webhooks: list[tuple[str, str, Enrollment, CallWebhook]] = []
         changed_profiles: list[Profile] = []
         known: dict[str, tuple[Profile, Mapping[str, str]]] = {}
+        trials: list[log_repo.Trial] = []
+        conversions: list[tuple[str, datetime, float]] = []
         for pid in pids:
             profile = profiles[pid]
             known[pid] = (profile, _addresses(profile, owned.get(pid, set())))
@@ -145,6 +156,10 @@ class JourneyRuntime:
                 inputs += [TimerInput("segment", sid, now) for sid in ws.segments]
             reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
             writes.append(self._person_write(pid, reaction, mine))
+            trials += _control_trials(
+                ws, writes[-1], profile, known[pid][1], members.get(pid, {}), now
+            )
+            conversions += _conversions(ws, reaction, mine)
             for call in reaction.webhooks:
                 enrollment = reaction.enrollments[call.enrollment_id]
                 webhooks.append((pid, new_id(now), enrollment, call))
@@ -158,6 +173,8 @@ class JourneyRuntime:
             stats.entered += len(reaction.entered)
             stats.exited += len(reaction.exited)
         repo.write_people(conn, writes, now)
+        log_repo.count_trials(conn, trials)
+        log_repo.count_conversions(conn, conversions)
         repo.queue_webhooks(conn, webhooks, now)
         self.queued_calls += len(webhooks)
         if changed_profiles:
@@ -246,32 +263,59 @@ class JourneyRuntime:
             owned = identity_repo.identifiers_of(conn, missing)
             for pid, profile in loaded.items():
                 people[pid] = (profile, _addresses(profile, owned.get(pid, set())))
+        members = repo.memberships(conn, pids) if ws.settings.strata else {}
+        evidence = self.evidence(conn, ws, now)
+        policy = self.policy or ws.settings.policy
         decided: list[tuple[Candidate, Decision, str]] = []
         retries: list[tuple[str, str, str, datetime | None]] = []
+        records: list[controller.DecisionRecord] = []
+        trials: list[log_repo.Trial] = []
         for pid in pids:
             mine = candidates.get(pid, [])
             if not mine or pid not in people:
                 continue
             profile, addresses = people[pid]
-            recipient = Recipient(
-                pid,
-                profile.consent,
-                addresses,
-                ws.topics,
-                ws.paused,
-                timing.timezone_of(profile, ws.settings.timezone),
+            recipient = _recipient(ws, profile, addresses, members.get(pid, {}), now)
+            rng = _rng(pid, now)
+            record = controller.decide(
+                mine,
+                recipient,
+                history.get(pid, []),
+                ws.settings,
+                now,
+                policy=policy,
+                estimator=self.estimator or controller.thompson(evidence, rng),
+                rng=rng,
             )
-            by_id = {c.id: c for c in mine}
-            decisions = self.policy(mine, recipient, history.get(pid, []), ws.settings, now)
-            for d in decisions:
-                decided.append((by_id[d.candidate_id], d, addresses.get(d.channel or "", "")))
-            retry = [d.retry_at for d in decisions if d.retry_at is not None]
+            records.append(record)
+            for a in record.assessments:
+                d = a.decision
+                decided.append((a.candidate, d, addresses.get(d.channel or "", "")))
+                if d.outcome in ("send", "withhold") and d.channel:
+                    arm = "treated" if d.outcome == "send" else "control"
+                    trials.append(
+                        (d.candidate_id, a.candidate.journey_id, arm, d.channel, recipient.stratum)
+                    )
+            retry = [d.retry_at for d in record.decisions if d.retry_at is not None]
             if retry:
                 # Without a retry any decision timer left is stale, and harmless.
                 retries.append((pid, "decide", "", min(retry)))
+        log_repo.write_log(conn, records)
+        log_repo.count_trials(conn, trials)
         repo.write_decisions(conn, decided, now)
         repo.set_timers(conn, retries)
         return sum(1 for _, d, _ in decided if d.outcome == "send")
+
+    def evidence(self, conn: Connection, ws: Workspace, now: datetime) -> Evidence:
+        """The uplift tallies as evidence, read again every EVIDENCE_REFRESH of clock time."""
+        if (
+            self._evidence is None
+            or self._evidence_at is None
+            or not self._evidence_at <= now < self._evidence_at + EVIDENCE_REFRESH
+        ):
+            self._evidence = Evidence(log_repo.tallies(conn), ws.settings.prior_strength)
+            self._evidence_at = now
+        return self._evidence
 
     # --- timers
 
@@ -387,6 +431,86 @@ def sync_schedules(
             schedule_next(conn, journey, now)
     stale = existing - {j.id for j in ws.journeys.values() if j.entry.kind == "schedule"}
     repo.set_timers(conn, [("", "schedule", jid, None) for jid in stale])
+
+
+def _recipient(
+    ws: Workspace,
+    profile: Profile,
+    addresses: Mapping[str, str],
+    segments: Iterable[str],
+    now: datetime,
+) -> Recipient:
+    settings = ws.settings
+    pid = profile.profile_id
+    return Recipient(
+        pid,
+        profile.consent,
+        addresses,
+        ws.topics,
+        ws.paused,
+        timing.timezone_of(profile, settings.timezone),
+        suppressed=profile.computed.suppressed,
+        engaged=profile.computed.engaged,
+        stratum=stratum_of(profile, segments, settings, now),
+        control=bucket(pid, "airspace", "global-control") < settings.global_control,
+    )
+
+
+def _rng(profile_id: str, now: datetime) -> np.random.Generator:
+    """The controller's random draws: reproducible per person and instant."""
+    seed = hashlib.sha256(f"{profile_id}|{now.isoformat()}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(seed[:8], "big"))
+
+
+def _control_trials(
+    ws: Workspace,
+    write: PersonWrite,
+    profile: Profile,
+    addresses: Mapping[str, str],
+    segments: Iterable[str],
+    now: datetime,
+) -> list[log_repo.Trial]:
+    """Held-out candidates that could have been sent: control trials of their journey."""
+    held = [(cid, p) for cid, p, status in write.proposals if status == "held_out"]
+    if not held:
+        return []
+    recipient = _recipient(ws, profile, addresses, segments, now)
+    trials: list[log_repo.Trial] = []
+    for cid, p in held:
+        m = p.message
+        probe = Candidate(
+            cid,
+            profile.profile_id,
+            p.enrollment_id,
+            p.journey_id,
+            p.step_id,
+            m.channels,
+            m.content,
+            now,
+            p.expires_at,
+            m.topic,
+            transactional=m.transactional,
+        )
+        channel = controller.could_send(probe, recipient, ws.settings)
+        if channel is not None and not m.transactional:
+            trials.append((cid, p.journey_id, "control", channel, recipient.stratum))
+    return trials
+
+
+def _conversions(
+    ws: Workspace, reaction: Reaction, before: Sequence[Enrollment]
+) -> list[tuple[str, datetime, float]]:
+    """Enrollments this reaction converted: (id, when, value)."""
+    earlier = {e.id: e for e in before}
+    found = []
+    for e in reaction.enrollments.values():
+        was = earlier.get(e.id)
+        if e.converted_at is not None and (was is None or was.converted_at is None):
+            journey = ws.journeys.get(e.journey_id)
+            goal_value = journey.goal.value if journey and journey.goal else 0.0
+            value = e.conversion_value if e.conversion_value is not None else goal_value
+            found.append((e.id, e.converted_at, float(value)))
+    return found
 
 
 def _addresses(profile: Profile, owned: Iterable[Identifier]) -> dict[str, str]:

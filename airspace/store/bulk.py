@@ -60,8 +60,10 @@ def upsert_many(
     keys: list[str],
     *,
     update: bool = True,
+    increment: bool = False,
 ) -> None:
-    """Insert rows, or (with `update`) overwrite the other columns where the key exists.
+    """Insert rows, or (with `update`) overwrite the other columns where the key exists
+    (with `increment`: add to them; each key at most once per call).
 
     `columns` maps each column to how it is sent: "plain", "time" or "json".
     """
@@ -84,8 +86,9 @@ def upsert_many(
         return v
 
     others = [c for c in names if c not in keys]
+    new = [f"{table}.{c} + excluded.{c}" if increment else f"excluded.{c}" for c in others]
     action = (
-        "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in others)
+        "DO UPDATE SET " + ", ".join(f"{c} = {n}" for c, n in zip(others, new, strict=True))
         if update and others
         else "DO NOTHING"
     )

@@ -18,6 +18,7 @@ from airspace.store.bulk import driver_time, upsert_many
 from airspace.store.database import Database
 from airspace.store.tables import (
     CandidateRow,
+    DecisionRow,
     EnrollmentRow,
     EventRow,
     JourneyStatRow,
@@ -527,7 +528,12 @@ def write_decisions(
     outcomes = [
         {
             "b_cid": candidate.id,
-            "b_status": {"send": "sent", "defer": "deferred", "suppress": "suppressed"}[d.outcome],
+            "b_status": {
+                "send": "sent",
+                "withhold": "withheld",
+                "defer": "deferred",
+                "suppress": "suppressed",
+            }[d.outcome],
             "b_reason": d.reason[:500],
             "b_channel": d.channel,
             "b_now": now,
@@ -672,7 +678,7 @@ def record_delivery(
 
 # --- merges and erasure -----------------------------------------------------------------
 
-MOVED_WITH_PERSON = (EnrollmentRow, CandidateRow, MessageRow, SegmentTransitionRow)
+MOVED_WITH_PERSON = (EnrollmentRow, CandidateRow, MessageRow, SegmentTransitionRow, DecisionRow)
 
 
 def follow_merge(conn: Connection, merged_id: str, survivor_id: str) -> None:
@@ -705,6 +711,7 @@ JOURNEY_PERSONAL = (
     TimerRow,
     CandidateRow,
     MessageRow,
+    DecisionRow,
 )
 
 

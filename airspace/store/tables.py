@@ -317,6 +317,10 @@ class CandidateRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcTime())
     expires_at: Mapped[datetime] = mapped_column(UtcTime())
     decided_at: Mapped[datetime | None] = mapped_column(UtcTime(), nullable=True)
+    # The uplift trial it counts as once sent or held out: arm treated|control, and the
+    # person's stratum then ("" until it counts).
+    arm: Mapped[str] = mapped_column(String(8), default="")
+    stratum: Mapped[str] = mapped_column(String(100), default="")
     __table_args__ = (
         Index("ix_candidates_profile", "profile_id", "status"),
         Index("ix_candidates_enrollment", "enrollment_id"),
@@ -347,6 +351,38 @@ class MessageRow(Base):
     )
 
 
+class DecisionRow(Base):
+    """PERSONAL. One controller decision about one person: every candidate, its rule
+    results, scores and outcome (the decision log)."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    profile_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcTime())
+    policy: Mapped[str] = mapped_column(String(16))
+    stratum: Mapped[str] = mapped_column(String(100))
+    summary: Mapped[str] = mapped_column(String(500))
+    record: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    __table_args__ = (
+        Index("ix_decisions_profile", "profile_id", "at"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class UpliftTallyRow(Base):
+    """Trials and conversions per journey, arm, channel and stratum: what uplift is learned
+    from. Aggregates, not about any one person."""
+
+    __tablename__ = "uplift_tallies"
+    journey_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(8), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    stratum: Mapped[str] = mapped_column(String(100), primary_key=True)
+    trials: Mapped[float] = mapped_column(Float, default=0.0)
+    conversions: Mapped[float] = mapped_column(Float, default=0.0)
+    revenue: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 PERSONAL_TABLES = (
     InboxRow,
     QuarantineRow,
@@ -361,6 +397,7 @@ PERSONAL_TABLES = (
     TimerRow,
     CandidateRow,
     MessageRow,
+    DecisionRow,
 )
 
 

@@ -43,6 +43,7 @@ DEFINITIONS = {
 controller:
   decision_window: 0s
   global_control: 0%
+  message_holdout: 0%
   caps: [{scope: marketing, max: 100, per: 1d}]
 """,
     "drip.yaml": """

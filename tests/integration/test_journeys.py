@@ -28,7 +28,8 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 
 def example_documents(*, holdouts: bool = True, **overrides: str) -> list:
     """The example definitions (with `overrides` by file name); without `holdouts`,
-    every journey's holdout is 0 so that tests never depend on the random draw."""
+    every journey's holdout, the global control and the message holdout are 0 so that
+    tests never depend on the random draw."""
     files = {str(p.relative_to(EXAMPLES)): p.read_text() for p in EXAMPLES.rglob("*.yaml")}
     files.update(overrides)
     problems = Problems()
@@ -37,6 +38,9 @@ def example_documents(*, holdouts: bool = True, **overrides: str) -> list:
     for doc in docs:
         if doc.kind == "journey" and not holdouts:
             doc.body["holdout"] = 0  # type: ignore[index]
+        if doc.kind == "settings" and not holdouts:
+            controller = doc.body.setdefault("controller", {})  # type: ignore[attr-defined]
+            controller.update(global_control=0, message_holdout=0)
     return docs
 
 
@@ -45,6 +49,7 @@ timezone: Europe/Paris
 controller:
   decision_window: 0s
   global_control: 0%
+  message_holdout: 0%
   caps:
     - {scope: marketing, max: 3, per: 7d}
 """
@@ -245,7 +250,7 @@ holdout: 0
 steps:
   - webhook: {{url: "{receiver.url}", body: {{list: newcomers}}}}
 """,
-            "controller: {global_control: 0%}",
+            "controller: {global_control: 0%, message_holdout: 0%}",
         )
         worker = services.worker()
         send({"type": "track", "userId": "dee", "event": "Signed Up"})
@@ -290,7 +295,7 @@ steps:
 """,
         """
 timezone: UTC
-controller: {decision_window: 0s, global_control: 0%}
+controller: {decision_window: 0s, global_control: 0%, message_holdout: 0%}
 """,
     )
     worker = services.worker()

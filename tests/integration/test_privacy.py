@@ -178,6 +178,7 @@ def test_journey_data_joins_export_and_erasure(services: Services, send: Send) -
         "timers",
         "candidates",
         "messages",
+        "decisions",
     }
     assert exported["messages"][0]["address"] == "ana.lima@example.com"
     admin.erase_person(

@@ -16,9 +16,10 @@ from airspace.domain.controller import (
     Recipient,
     Sent,
     decide,
+    thompson,
 )
 from airspace.domain.journeys import bucket
-from airspace.domain.uplift import Evidence, Tally, draw_uplift
+from airspace.domain.uplift import Evidence, Tally
 from airspace.domain.workspace_settings import Cap, ChannelSettings, Exclusion, WorkspaceSettings
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -69,9 +70,9 @@ def truth(uplift: dict[tuple[str, str], float], value: float = 50.0) -> Any:
 
     def estimate(
         pairs: Sequence[tuple[Candidate, str]], who: Recipient, now: datetime
-    ) -> list[tuple[float, float, float]]:
+    ) -> list[tuple[float, float, float, bool]]:
         return [
-            (uplift.get((c.journey_id, ch), 0.0),) * 2 + (value,)  # type: ignore[misc]
+            (uplift.get((c.journey_id, ch), 0.0), uplift.get((c.journey_id, ch), 0.0), value, False)
             for c, ch in pairs
         ]
 
@@ -287,17 +288,16 @@ def test_the_learned_policy_picks_the_journey_its_evidence_favours() -> None:
     evidence = Evidence(tallies)
     rng = np.random.default_rng(3)
 
-    def learned(
-        pairs: Sequence[tuple[Candidate, str]], who: Recipient, now: datetime
-    ) -> list[tuple[float, float, float]]:
-        estimates = [evidence.estimate(c.journey_id, ch, who.stratum) for c, ch in pairs]
-        draws = draw_uplift(rng, estimates)
-        return [(e.uplift, float(d), e.value) for e, d in zip(estimates, draws, strict=True)]
-
     wins = 0
     for _ in range(200):
         record = decide(
-            COLLISION, person(), [], SETTINGS, NOW, policy="airspace", estimator=learned
+            COLLISION,
+            person(),
+            [],
+            SETTINGS,
+            NOW,
+            policy="airspace",
+            estimator=thompson(evidence, rng),
         )
         wins += record.assessments[2].decision.outcome == "send"
     assert wins >= 190
@@ -314,3 +314,23 @@ def test_no_policy_exceeds_a_cap(policy: Any) -> None:
         many, person(), history, settings, NOW, policy=policy, estimator=oracle, rng=rng
     )
     assert not [d for d in record.decisions if d.outcome == "send"]
+
+
+def test_a_new_journey_is_sent_to_learn_even_when_its_draw_is_low() -> None:
+    rng = np.random.default_rng(5)
+    sent = 0
+    for _ in range(50):
+        record = decide(
+            [CART],
+            person(),
+            [],
+            SETTINGS,
+            NOW,
+            policy="airspace",
+            estimator=thompson(Evidence({}), rng),
+        )
+        score = record.assessments[0].score
+        assert score is not None
+        assert score.learning
+        sent += record.decisions[0].outcome == "send"
+    assert sent == 50

@@ -1,0 +1,144 @@
+"""The decision log: every controller decision as stored, and explained in plain words.
+
+`record_to_json` is the stored shape (a contract: the admin API returns it).
+`explain` answers "why did this person get X and not Y, and why nothing on
+Tuesday": one paragraph per decision, the candidates held out before any
+decision, and the days on which nothing was proposed at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from airspace.domain.controller import Assessment, DecisionRecord
+
+_MARKS = {"send": "sent", "withhold": "withheld", "defer": "deferred", "suppress": "suppressed"}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _assessment_to_json(a: Assessment) -> dict[str, Any]:
+    c, d = a.candidate, a.decision
+    return {
+        "candidate_id": c.id,
+        "journey_id": c.journey_id,
+        "step_id": c.step_id,
+        "content": c.content,
+        "channels": list(c.channels),
+        "created_at": c.created_at.isoformat(),
+        "expires_at": c.expires_at.isoformat(),
+        "transactional": c.transactional,
+        "priority": c.priority,
+        "tier": c.tier,
+        "rules": [{"channel": channel, "reason": reason} for channel, reason in a.refusals],
+        "scores": [
+            {
+                "channel": s.channel,
+                "uplift_mean": round(s.mean, 6),
+                "uplift_draw": round(s.draw, 6),
+                "value": round(s.value, 4),
+                "response": round(s.response, 4),
+                "cost": s.cost,
+                "fatigue": round(s.fatigue, 4),
+                "score": round(s.total, 6),
+            }
+            for s in a.scores
+        ],
+        "outcome": d.outcome,
+        "reason": d.reason,
+        "channel": d.channel,
+        "retry_at": _iso(d.retry_at),
+    }
+
+
+def record_to_json(record: DecisionRecord) -> dict[str, Any]:
+    """A decision as the log stores it."""
+    return {
+        "at": record.at.isoformat(),
+        "policy": record.policy,
+        "stratum": record.stratum,
+        "summary": record.summary,
+        "candidates": [_assessment_to_json(a) for a in record.assessments],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class HeldOut:
+    """A candidate that never reached the controller (journey holdout, global control)."""
+
+    at: datetime
+    journey_id: str
+    content: str
+    reason: str
+
+
+def _score_words(score: Mapping[str, Any]) -> str:
+    return (
+        f"uplift {score['uplift_mean']:+.2%} (drawn {score['uplift_draw']:+.2%}) "
+        f"x value {score['value']:.2f} - cost {score['cost']:g} - fatigue {score['fatigue']:g}"
+        f" = {score['score']:+.4f}"
+    )
+
+
+def _candidate_lines(candidate: Mapping[str, Any]) -> list[str]:
+    name = f"{candidate['journey_id']}/{candidate['content']}"
+    word = _MARKS.get(candidate["outcome"], candidate["outcome"])
+    lines = [f"  {word} {name}: {candidate['reason']}"]
+    chosen = candidate.get("channel")
+    for score in candidate.get("scores", []):
+        if score["channel"] == chosen or chosen is None:
+            lines.append(f"      {score['channel']}: {_score_words(score)}")
+    for rule in candidate.get("rules", []):
+        where = f"{rule['channel']}: " if rule["channel"] else ""
+        if rule["reason"] not in candidate["reason"]:
+            lines.append(f"      {where}{rule['reason']}")
+    return lines
+
+
+def explain(
+    records: Sequence[Mapping[str, Any]],
+    held_out: Sequence[HeldOut],
+    tz: ZoneInfo,
+    since: datetime,
+    until: datetime,
+) -> list[str]:
+    """The person's decisions between `since` and `until` in plain words, oldest first,
+    with the local days on which nothing was proposed."""
+    lines: list[str] = []
+    busy: set[date] = set()
+    entries: list[tuple[datetime, list[str]]] = []
+    for record in records:
+        at = datetime.fromisoformat(record["at"]).astimezone(tz)
+        busy.add(at.date())
+        head = (
+            f"{at:%a %d %b %Y %H:%M} — {record['summary']} "
+            f"(policy {record['policy']}, people like this: {record['stratum'] or 'n/a'})"
+        )
+        body = [line for c in record["candidates"] for line in _candidate_lines(c)]
+        entries.append((at, [head, *body]))
+    for item in held_out:
+        at = item.at.astimezone(tz)
+        busy.add(at.date())
+        entries.append(
+            (at, [f"{at:%a %d %b %Y %H:%M} — {item.journey_id}/{item.content}: {item.reason}"])
+        )
+    quiet: list[date] = []
+    day = since.astimezone(tz).date()
+    while day <= until.astimezone(tz).date():
+        if day not in busy:
+            quiet.append(day)
+        day += timedelta(days=1)
+    for _, block in sorted(entries, key=lambda e: e[0]):
+        lines.extend(block)
+    if quiet:
+        days = ", ".join(f"{d:%a %d %b}" for d in quiet)
+        lines.append(f"No journey proposed a message on: {days}.")
+    if not lines:
+        lines.append("No decisions in this period.")
+    return lines
