@@ -1,4 +1,4 @@
-"""The `airspace` command: serve, worker, migrate, keys, validate, apply, demo."""
+"""The `airspace` command: serve, worker, migrate, keys, validate, apply, explain, sim, demo."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,12 +20,15 @@ from airspace import __version__
 from airspace.bootstrap import Services, build_services
 from airspace.domain.definitions import Document
 from airspace.domain.errors import AirspaceError
+from airspace.domain.identity import Identifier, normalize_email
 from airspace.domain.problems import Problem
 from airspace.engine.definitions import apply as apply_definitions
 from airspace.engine.definitions import read_folder
 from airspace.engine.definitions import validate as validate_documents
 from airspace.settings import Settings
 from airspace.store import definitions as definitions_repo
+from airspace.store.admin import current_profile_id, find_profile_id
+from airspace.store.journey_admin import person_decisions
 from airspace.store.keys import create_key, list_keys, revoke_key
 from airspace.store.migrate import migrate as apply_migrations
 
@@ -215,6 +219,41 @@ def apply_command(
     if applied.migrated:
         console.print(f"{applied.migrated} enrollment(s) moved to new journey versions")
     console.print("[green]applied[/green]")
+
+
+@app.command()
+def explain(
+    person: Annotated[str, typer.Argument(help="A profile id, userId or email address")],
+    days: Annotated[int, typer.Option(min=1, max=366, help="How many days back")] = 14,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Why a person got what they got, and why nothing on other days, in plain words."""
+    services = _services(database_url)
+    profile_id = _find_person(services, person)
+    if profile_id is None:
+        console.print(f"[red]no person[/red] with profile id, userId or email {person!r}")
+        raise typer.Exit(1)
+    now = services.clock.now()
+    found = person_decisions(services.db, profile_id, now - timedelta(days=days), now, 1000)
+    console.print(
+        f"[bold]{escape(person)}[/bold] (profile {found['profile_id']}, "
+        f"times in {found['timezone']}), last {days} day(s):"
+    )
+    for line in found["explanation"]:
+        console.print(escape(line), highlight=False)
+
+
+def _find_person(services: Services, person: str) -> str | None:
+    with services.db.read() as conn:
+        if current_profile_id(conn, person) is not None:
+            return person
+    email = normalize_email(person)
+    candidates = [Identifier("user_id", person)] + ([Identifier("email", email)] if email else [])
+    for identifier in candidates:
+        found = find_profile_id(services.db, identifier)
+        if found is not None:
+            return found
+    return None
 
 
 @keys_app.command("create")

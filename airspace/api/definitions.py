@@ -13,7 +13,7 @@ otherwise answer `GET /messages` with "kinds should be segments, journeys, ...".
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal, cast
 
 import orjson
@@ -372,6 +372,37 @@ async def person_messages(
 ) -> Page:
     items = await run_in_threadpool(queries.messages, services.db, profile_id, after_id, limit)
     return Page(items=items, next_after_id=items[-1]["id"] if len(items) == limit else None)
+
+
+@router.get(
+    "/profiles/{profile_id}/decisions",
+    summary="The controller's decisions about a person, explained",
+    description="Every decision in the period with all its candidates, rule results, "
+    "scores and reasons (newest first), and `explanation`: the same in plain words in the "
+    "person's time zone, with the days on which no journey proposed anything.",
+)
+async def person_decisions(
+    services: Svc,
+    profile_id: ProfilePath,
+    days: Annotated[int, Query(ge=1, le=366, description="How many days back")] = 14,
+    limit: Limit = 200,
+) -> dict[str, Any]:
+    until = services.clock.now()
+    since = until - timedelta(days=days)
+    return await run_in_threadpool(
+        queries.person_decisions, services.db, profile_id, since, until, limit
+    )
+
+
+@router.get(
+    "/uplift",
+    summary="What each journey's messages add, learned from the holdouts",
+    description="Per journey, channel and stratum: treated and control trials and "
+    "conversions, the uplift's posterior mean with a 90% credible interval, and the "
+    "incremental value per message.",
+)
+async def uplift(services: Svc) -> list[dict[str, Any]]:
+    return await run_in_threadpool(queries.uplift_report, services.db)
 
 
 @router.get("/messages", summary="Messages handed to channels (the capture channel's outbox)")

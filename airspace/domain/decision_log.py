@@ -137,8 +137,21 @@ def explain(
     for _, block in sorted(entries, key=lambda e: e[0]):
         lines.extend(block)
     if quiet:
-        days = ", ".join(f"{d:%a %d %b}" for d in quiet)
-        lines.append(f"No journey proposed a message on: {days}.")
+        lines.append(f"No journey proposed a message on: {_ranges(quiet)}.")
     if not lines:
         lines.append("No decisions in this period.")
     return lines
+
+
+def _ranges(days: Sequence[date]) -> str:
+    """Sorted days as runs: "Mon 02 Nov, Wed 04 Nov to Sun 08 Nov"."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and day - runs[-1][-1] == timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return ", ".join(
+        f"{run[0]:%a %d %b}" if len(run) == 1 else f"{run[0]:%a %d %b} to {run[-1]:%a %d %b}"
+        for run in runs
+    )

@@ -5,11 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 
+from airspace.domain import timing
+from airspace.domain.decision_log import explain
 from airspace.domain.errors import NotFound
+from airspace.domain.uplift import ANY, Evidence, Tally, draw_uplift
+from airspace.store import decisions as decisions_repo
 from airspace.store.admin import current_profile_id
 from airspace.store.database import Database
+from airspace.store.definitions import current_workspace
+from airspace.store.identity import load_profiles
 from airspace.store.tables import (
     CandidateRow,
     EnrollmentRow,
@@ -149,3 +156,54 @@ def messages(
             query = query.where(MessageRow.profile_id == live)
         rows = conn.execute(query.order_by(MessageRow.id).limit(limit)).all()
     return [_json(r) for r in rows]
+
+
+def person_decisions(
+    db: Database, profile_id: str, since: datetime, until: datetime, limit: int
+) -> dict[str, Any]:
+    """A person's controller decisions in the period (newest first), and the same explained
+    in plain words in their time zone (oldest first)."""
+    live = _live(db, profile_id)
+    with db.read() as conn:
+        records = decisions_repo.decisions_of(conn, live, since, until, limit)
+        held = decisions_repo.held_out_of(conn, live, since, until)
+        profile = load_profiles(conn, db, [live]).get(live)
+        settings = current_workspace(conn).settings
+    tz = timing.timezone_of(profile, settings.timezone) if profile else timing.zone(None, "UTC")
+    return {
+        "profile_id": live,
+        "timezone": tz.key,
+        "explanation": explain(list(reversed(records)), held, tz, since, until),
+        "decisions": records,
+    }
+
+
+def uplift_report(db: Database) -> list[dict[str, Any]]:
+    """What each journey's messages add, per channel and stratum: trials, conversions and
+    the uplift's posterior mean with a 90% credible interval."""
+    with db.read() as conn:
+        tallies = decisions_repo.tallies(conn)
+        settings = current_workspace(conn).settings
+    evidence = Evidence(tallies, settings.prior_strength)
+    rng = np.random.default_rng(0)
+    rows: list[dict[str, Any]] = []
+    cells = sorted({(j, ch, s) for (j, arm, ch, s) in tallies if arm == "treated"})
+    for journey, channel, stratum in cells:
+        estimate = evidence.estimate(journey, channel, stratum)
+        draws = draw_uplift(rng, [estimate] * 4000)
+        treated = tallies[journey, "treated", channel, stratum]
+        control = tallies.get((journey, "control", ANY, stratum), Tally())
+        rows.append(
+            {
+                "journey_id": journey,
+                "channel": channel,
+                "stratum": stratum,
+                "treated": {"trials": treated.trials, "conversions": treated.conversions},
+                "control": {"trials": control.trials, "conversions": control.conversions},
+                "uplift": round(estimate.uplift, 6),
+                "uplift_90": [round(float(q), 6) for q in np.quantile(draws, [0.05, 0.95])],
+                "value_per_conversion": round(estimate.value, 4),
+                "incremental_value_per_message": round(estimate.uplift * estimate.value, 6),
+            }
+        )
+    return rows
