@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from airspace.domain.clock import SimulatedClock
 from tests.conftest import LiveServer
 from tests.test_cli_definitions import airspace
