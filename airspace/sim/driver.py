@@ -1,0 +1,340 @@
+"""The driver: runs a world against the real engine on a simulated clock.
+
+Each simulated day the world's actions go in as tracking calls (parsed and
+queued exactly as the HTTP API does), the worker applies them and carries out
+every due timer, and the messages the engine hands to its capture channel go
+back to the world, whose responses (purchases, unsubscribes, days later) are
+queued in turn. The clock moves in ticks (15 minutes by default): events are
+stamped with their own time and applied at the end of their tick.
+
+A policy is the workspace's controller policy (`airspace`, `first_come`,
+`priority`, `random`), or `oracle`: the same mechanics with the world's true
+expected incremental value in place of the learned estimate.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib
+import itertools
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from airspace.bootstrap import Services, build_services
+from airspace.domain.clock import SimulatedClock
+from airspace.domain.controller import Candidate, PolicyName, Recipient
+from airspace.domain.errors import InvalidInput
+from airspace.domain.events import Event, parse_message
+from airspace.domain.workspace_settings import WorkspaceSettings
+from airspace.engine.definitions import apply, read_folder
+from airspace.settings import Settings
+from airspace.sim.world import Action, Delivery, Truth, World
+from airspace.store.definitions import current_workspace
+from airspace.store.inbox import accept
+from airspace.store.keys import create_key
+from airspace.store.migrate import migrate
+from airspace.store.tables import DecisionRow, IdentifierRow, MessageRow
+from airspace.store.tables import core as table_of
+
+POLICIES: tuple[PolicyName, ...] = ("airspace", "oracle", "first_come", "priority", "random")
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    """One run: the world's truth and what the engine did."""
+
+    world: str
+    policy: str
+    seed: int
+    customers: int
+    days: int
+    truth: Truth
+    sent: int
+    decisions: int
+    cap_violations: int
+    seconds: float
+
+    @property
+    def net_value(self) -> float:
+        return self.truth.net_value
+
+
+def load_world(spec: str, customers: int, seed: int) -> World:
+    """A world from `module:Class` (or a short name: standard, misaligned)."""
+    short = {
+        "standard": "airspace.sim.worlds.standard:StandardWorld",
+        "misaligned": "airspace.sim.worlds.misaligned:MisalignedWorld",
+    }
+    module_name, _, class_name = short.get(spec, spec).partition(":")
+    if not module_name or not class_name:
+        raise InvalidInput(f"expected a world as module:Class or standard|misaligned; got {spec!r}")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise InvalidInput(f"cannot load world {spec!r}: {error}") from None
+    world: Any = cls(customers=customers, seed=seed)
+    if not isinstance(world, World):
+        raise InvalidInput(
+            f"{spec!r} does not implement the World protocol (see docs/simulator.md)"
+        )
+    return world
+
+
+class Simulation:
+    """A world, a fresh database and a worker with the given policy."""
+
+    def __init__(
+        self,
+        world: World,
+        policy: PolicyName,
+        *,
+        database_url: str | None = None,
+        tick: timedelta = timedelta(minutes=15),
+    ) -> None:
+        if policy not in POLICIES:
+            raise InvalidInput(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+        self.world = world
+        self.policy = policy
+        self.tick = tick
+        self._tmp = None
+        if database_url is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="airspace-sim-")
+            database_url = f"sqlite:///{Path(self._tmp.name) / 'sim.db'}"
+        self.clock = SimulatedClock(world.start())
+        settings = Settings(database_url=database_url, secret="sim")
+        self.services: Services = build_services(settings, clock=self.clock)
+        migrate(self.services.db)
+        documents, problems = read_folder(world.definitions)
+        if problems:
+            raise InvalidInput(f"the world's definitions have problems: {problems[:3]}")
+        apply(self.services.db, documents, self.clock.now())
+        key, _ = create_key(self.services.db, "write", "simulator", self.clock.now())
+        self._key_id = key.id
+        self.worker = self.services.worker()
+        self.worker.journeys.policy = "airspace" if policy == "oracle" else policy
+        if policy == "oracle":
+            self.worker.journeys.estimator = self._oracle
+        self._queue: list[tuple[datetime, int, dict[str, Any]]] = []
+        self._order = itertools.count()
+        self._ids = itertools.count()
+        self._last_message = 0
+        self._users: dict[str, str] = {}  # profile id -> userId
+
+    # --- what goes in
+
+    def _push(self, at: datetime, message: dict[str, Any]) -> None:
+        heapq.heappush(self._queue, (at, next(self._order), message))
+
+    def _track(self, action: Action) -> None:
+        self._push(
+            action.at,
+            {
+                "type": "track",
+                "userId": action.user_id,
+                "event": action.event,
+                "properties": dict(action.properties),
+                "timestamp": action.at.isoformat(),
+            },
+        )
+
+    def _identify_everyone(self) -> None:
+        start = self.world.start()
+        for customer in self.world.customers():
+            context: dict[str, Any] = {
+                "consent": {"categoryPreferences": dict(customer.consent)},
+            }
+            if customer.push_token:
+                context["device"] = {"token": customer.push_token}
+            at = customer.joined or start
+            self._push(
+                at,
+                {
+                    "type": "identify",
+                    "userId": customer.user_id,
+                    "traits": dict(customer.traits),
+                    "context": context,
+                    "timestamp": at.isoformat(),
+                },
+            )
+
+    def _ingest_until(self, end: datetime) -> int:
+        events: list[Event] = []
+        now = self.clock.now()
+        while self._queue and self._queue[0][0] < end:
+            _, _, message = heapq.heappop(self._queue)
+            events.append(
+                parse_message(message, received_at=now, new_message_id=f"sim-{next(self._ids)}")
+            )
+        if events:
+            accept(self.services.db, self._key_id, events, [], now)
+        return len(events)
+
+    # --- what comes out
+
+    def _deliveries(self) -> list[Delivery]:
+        with self.services.db.read() as conn:
+            rows = conn.execute(
+                select(
+                    MessageRow.id,
+                    MessageRow.sent_at,
+                    MessageRow.profile_id,
+                    MessageRow.journey_id,
+                    MessageRow.channel,
+                    MessageRow.content,
+                )
+                .where(MessageRow.id > self._last_message)
+                .order_by(MessageRow.id)
+            ).all()
+            unknown = {r.profile_id for r in rows} - set(self._users)
+            if unknown:
+                self._users.update(self._user_ids(conn, unknown))
+        if rows:
+            self._last_message = rows[-1].id
+        return [
+            Delivery(
+                r.sent_at, self._users.get(r.profile_id, ""), r.journey_id, r.channel, r.content
+            )
+            for r in rows
+        ]
+
+    def _user_ids(self, conn: Any, profile_ids: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        ids = list(profile_ids)
+        for start in range(0, len(ids), 1000):
+            for row in conn.execute(
+                select(IdentifierRow.profile_id, IdentifierRow.value).where(
+                    IdentifierRow.profile_id.in_(ids[start : start + 1000]),
+                    IdentifierRow.type == "user_id",
+                )
+            ):
+                found[row.profile_id] = row.value
+        return found
+
+    def _oracle(
+        self, pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
+    ) -> list[tuple[float, float, float, bool]]:
+        user = self._users.get(recipient.profile_id)
+        if user is None:
+            with self.services.db.read() as conn:
+                self._users.update(self._user_ids(conn, [recipient.profile_id]))
+            user = self._users.get(recipient.profile_id, "")
+        found = []
+        for candidate, channel in pairs:
+            uplift, value = self.world.uplift(user, candidate.journey_id, channel, now)
+            found.append((uplift, uplift, value, False))
+        return found
+
+    # --- the run
+
+    def run(self, days: int, progress: Callable[[int, int], None] | None = None) -> SimResult:
+        """Simulate `days` days; return the scoreboard."""
+        began = time.perf_counter()
+        self._identify_everyone()
+        start = self.world.start()
+        for day in range(days):
+            day_start = start + timedelta(days=day)
+            for action in self.world.day(day_start):
+                self._track(action)
+            moment = day_start
+            while moment < day_start + timedelta(days=1):
+                moment += self.tick
+                self._ingest_until(moment)
+                self.clock.set(moment)
+                self.worker.maintain()
+                self.worker.drain()
+                for delivery in self._deliveries():
+                    for action in self.world.deliver(delivery):
+                        self._track(action)
+            if progress is not None:
+                progress(day + 1, days)
+        return self._result(days, time.perf_counter() - began)
+
+    def _result(self, days: int, seconds: float) -> SimResult:
+        with self.services.db.read() as conn:
+            settings = current_workspace(conn).settings
+            messages = conn.execute(
+                select(
+                    MessageRow.profile_id,
+                    MessageRow.sent_at,
+                    MessageRow.channel,
+                    MessageRow.journey_id,
+                    MessageRow.topic,
+                    MessageRow.transactional,
+                )
+            ).all()
+            decisions = conn.execute(select(table_of(DecisionRow).c.id)).all()
+        by_person: dict[str, list[Any]] = {}
+        for m in messages:
+            by_person.setdefault(m.profile_id, []).append(m)
+        seed = getattr(self.world, "seed", 0)
+        return SimResult(
+            world=self.world.name,
+            policy=self.policy,
+            seed=int(seed) if isinstance(seed, int) else 0,
+            customers=len(self.world.customers()),
+            days=days,
+            truth=self.world.truth(),
+            sent=len(messages),
+            decisions=len(decisions),
+            cap_violations=sum(cap_violations(ms, settings) for ms in by_person.values()),
+            seconds=seconds,
+        )
+
+    def close(self) -> None:
+        self.services.db.engine.dispose()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def cap_violations(messages: Sequence[Any], settings: WorkspaceSettings) -> int:
+    """How many messages to one person broke a cap (counted against the messages before
+    them in the cap's rolling window)."""
+    broken = 0
+    marketing = sorted((m for m in messages if not m.transactional), key=lambda m: m.sent_at)
+    for cap in settings.caps:
+        kind, _, name = cap.scope.partition(":")
+        scoped = [
+            m.sent_at
+            for m in marketing
+            if kind == "marketing"
+            or (kind == "channel" and m.channel == name)
+            or (kind == "topic" and m.topic == name)
+            or (kind == "journey" and m.journey_id == name)
+        ]
+        for i, at in enumerate(scoped):
+            inside = [t for t in scoped[: i + 1] if t > at - cap.per]
+            broken += len(inside) > cap.max
+    return broken
+
+
+def simulate(
+    world: str,
+    policy: PolicyName,
+    *,
+    days: int,
+    customers: int,
+    seed: int,
+    database_url: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimResult:
+    """Build the world, run it under the policy, clean up; the scoreboard."""
+    simulation = Simulation(load_world(world, customers, seed), policy, database_url=database_url)
+    try:
+        return simulation.run(days, progress)
+    finally:
+        simulation.close()
+
+
+def share_of_oracle(results: Mapping[str, float]) -> float | None:
+    """(V(policy) - V(first-come)) / (V(oracle) - V(first-come)), per the benchmark."""
+    gap = results["oracle"] - results["first_come"]
+    if gap <= 0:
+        return None
+    return (results["airspace"] - results["first_come"]) / gap
