@@ -300,6 +300,65 @@ def keys_revoke(key_id: int, database_url: DatabaseOption = None) -> None:
 
 
 @app.command()
+def sim(
+    world: Annotated[
+        str, typer.Option(help="standard, misaligned, or your own world as module:Class")
+    ] = "standard",
+    policy: Annotated[
+        list[str],
+        typer.Option(help="airspace, oracle, first_come, priority or random (repeatable)"),
+    ] = ["airspace", "first_come", "oracle"],  # noqa: B006 (typer reads the default)
+    days: Annotated[int, typer.Option(min=1, max=366, help="Simulated days")] = 60,
+    customers: Annotated[int, typer.Option(min=1, max=10_000_000, help="World size")] = 2_000,
+    seed: Annotated[int, typer.Option(min=0, help="The world's random seed")] = 0,
+) -> None:
+    """Run a customer world against the real engine under each policy; compare them."""
+    from airspace.sim.driver import POLICIES, share_of_oracle, simulate
+
+    unknown = [p for p in policy if p not in POLICIES]
+    if unknown:
+        console.print(f"[red]unknown policy {unknown[0]!r}[/red]; expected {', '.join(POLICIES)}")
+        raise typer.Exit(2)
+    table = Table(title=f"{world}: {customers:,} customers, {days} days, seed {seed}")
+    for column in (
+        "policy",
+        "sent",
+        "incr. conversions",
+        "incr. revenue",
+        "cost",
+        "net value",
+        "unsubscribes",
+        "cap violations",
+        "seconds",
+    ):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    values: dict[str, float] = {}
+    for name in policy:
+        with console.status(f"{name}: simulating {days} days"):
+            result = simulate(world, name, days=days, customers=customers, seed=seed)  # type: ignore[arg-type]
+        t = result.truth
+        values[name] = result.net_value
+        table.add_row(
+            name,
+            f"{result.sent:,}",
+            f"{t.incremental_conversions:,.1f}",
+            f"{t.incremental_revenue:,.0f}",
+            f"{t.message_cost:,.1f}",
+            f"{result.net_value:,.0f}",
+            f"{t.unsubscribes:,}",
+            str(result.cap_violations),
+            f"{result.seconds:.0f}",
+        )
+    console.print(table)
+    if {"airspace", "oracle", "first_come"} <= set(values):
+        share = share_of_oracle(values)
+        console.print(
+            "share of the oracle's value captured: "
+            + ("n/a (the oracle does not beat first-come)" if share is None else f"{share:.0%}")
+        )
+
+
+@app.command()
 def demo(
     full: Annotated[
         bool, typer.Option(help="Replay all 23,570 CDNOW customers instead of the 1/10 sample")

@@ -6,7 +6,7 @@ building the decision log record, excluding the database commit; the end-to-end 
 with the commit is reported beside it.
 
 Every person has 20 open candidates from 10 journeys (2 per journey, created at different
-times in the last two days, so a few have expired; channel mixes such as [email],
+times in the last 20 hours, so a few have expired; channel mixes such as [email],
 [push, email], [sms, email]), 0-4 messages sent in the last 7 days, caps of 3 marketing
 messages per 7 days and 1 SMS per day, consent and addresses that vary per person, and a
 stratum among the 5 lifecycle stages. The uplift `Evidence` is built from tallies of
@@ -209,8 +209,9 @@ def make_person(i: int, seed: int) -> Person:
     candidates = []
     for j, journey in enumerate(JOURNEYS):
         for k in range(2):
-            # The first proposal of a journey is recent, the second up to two days old.
-            minutes = rng.randint(1, 6 * 60) if k == 0 else rng.randint(6 * 60, 48 * 60)
+            # The first proposal of a journey is recent, the second up to 20 hours old (so
+            # that a few of the short-lived ones have expired).
+            minutes = rng.randint(1, 6 * 60) if k == 0 else rng.randint(60, 20 * 60)
             created = NOW - timedelta(minutes=minutes, seconds=rng.randint(0, 59))
             candidates.append(
                 Candidate(
@@ -297,6 +298,12 @@ def top_of_profile(path: str, lines: int = 30) -> str:
     stats = pstats.Stats(path, stream=out)
     stats.sort_stats("tottime").print_stats(lines)
     return out.getvalue()
+
+
+def wait_idle(limit: float) -> None:
+    if limit:
+        share = ingest.wait_until_idle(limit)
+        log(f"machine {share:.0f}% busy before the run")
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -471,6 +478,7 @@ def run_stored(url: str, count: int, seed: int) -> dict[str, Any]:
         commits: list[int] = []
         sent = 0
         wall0 = time.perf_counter()
+        busy0, total0 = ingest._machine_busy()
         for chunk in people_in_chunks(count, seed):
             for person in chunk:
                 pid = person.recipient.profile_id
@@ -506,6 +514,7 @@ def run_stored(url: str, count: int, seed: int) -> dict[str, Any]:
                 total.append(t3 - t0)
                 writes.append(t3 - t0 - (t1 - ta))
         wall = time.perf_counter() - wall0
+        busy1, total1 = ingest._machine_busy()
         result: dict[str, Any] = {}
         for name, values in (
             ("writes", writes),
@@ -517,6 +526,7 @@ def run_stored(url: str, count: int, seed: int) -> dict[str, Any]:
                 result[f"{name}_{key}"] = value
         result["per_s"] = count / wall
         result["sent"] = sent
+        result["machine_busy_pct"] = 100 * (busy1 - busy0) / max(total1 - total0, 1e-9)
         result["durability"] = (
             f"WAL, synchronous={ingest.SYNCHRONOUS}" if db.is_sqlite else ingest.durability(url)
         )
@@ -591,6 +601,7 @@ def print_stored(results: dict[str, dict[str, Any]]) -> None:
         ("commit p99, ms", ms("commit_p99_ms")),
         ("persons/s (one transaction each)", lambda r: f"{r['per_s']:,.0f}"),
         ("messages sent", lambda r: f"{r['sent']:,.0f}"),
+        ("machine busy (all cores), %", lambda r: f"{r['machine_busy_pct']:.0f}"),
     ]
     table("stored: one transaction per person, with the commit", rows, results)
     for kind, r in results.items():
@@ -626,6 +637,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each run, wait up to SECONDS for the machine to be idle",
+    )
+    parser.add_argument(
         "--cprofile", metavar="PATH", help="cProfile the airspace policy of the pure scenario"
     )
     args = parser.parse_args(argv)
@@ -641,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         runs = []
         with maybe_profile(args.cprofile) as profiler:
             for run in range(repeat):
+                wait_idle(args.wait_idle)
                 log(f"pure, run {run + 1} ...")
                 runs.append(run_pure(count, args.seed, profiler if run == 0 else None))
                 log(
@@ -654,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
             for kind in kinds:
                 runs = []
                 for run in range(repeat):
+                    wait_idle(args.wait_idle)
                     log(f"stored on {kind}, run {run + 1} ...")
                     with ingest.fresh_database(
                         kind, args.postgres_url, workdir, f"decisions{run}"
@@ -674,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901
         f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; "
         f"Python {info['python']}; {info['date']}; code {info['code_sha256']}"
     )
+    if args.cprofile:
+        print("  (--cprofile: the airspace figures of the first pure run include cProfile's cost)")
     if pure is not None:
         print_pure(pure)
     if stored:
