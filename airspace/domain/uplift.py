@@ -30,9 +30,10 @@ from airspace.domain.workspace_settings import WorkspaceSettings
 Arm = Literal["treated", "control"]
 ARMS: tuple[Arm, ...] = ("treated", "control")
 ANY = ""  # the channel of the control arm, and "all strata" in pooled keys
-# A weak prior for a journey nothing is known about: a 5% goal rate worth two people.
-PRIOR_RATE = 0.05
-PRIOR_WEIGHT = 2.0
+# The prior of a journey nothing is known about: any goal rate alike (Beta(1, 1)), so
+# that a new journey's draws range widely and it gets tried.
+PRIOR_A = 1.0
+PRIOR_B = 1.0
 LIFECYCLE = ("prospect", "new", "repeat", "lapsing", "lapsed")
 
 
@@ -85,13 +86,17 @@ class Estimate:
         return self.treated.mean - self.control.mean
 
 
-def _shrink(prior: Beta, tally: Tally, strength: float) -> Beta:
-    """The posterior of a cell whose prior is its parent's mean, worth at most `strength`
-    people (never more than the parent has seen)."""
-    weight = min(strength, prior.weight)
-    mean = prior.mean
+def _observe(prior: Beta, tally: Tally) -> Beta:
     failures = max(tally.trials - tally.conversions, 0.0)
-    return Beta(weight * mean + tally.conversions, weight * (1 - mean) + failures)
+    return Beta(prior.a + tally.conversions, prior.b + failures)
+
+
+def _minus(whole: Tally, part: Tally) -> Tally:
+    return Tally(
+        max(whole.trials - part.trials, 0.0),
+        max(whole.conversions - part.conversions, 0.0),
+        whole.revenue - part.revenue,
+    )
 
 
 @dataclass
@@ -133,15 +138,17 @@ class Evidence:
         self._value[ANY] = (mean_value, total.conversions)
 
     def _chain(self, keys: Sequence[TallyKey]) -> Beta:
-        posterior = Beta(PRIOR_RATE * PRIOR_WEIGHT, (1 - PRIOR_RATE) * PRIOR_WEIGHT)
-        for i, key in enumerate(keys):
-            tally = self._sums.get(key, Tally())
-            if i == 0:
-                failures = max(tally.trials - tally.conversions, 0.0)
-                posterior = Beta(posterior.a + tally.conversions, posterior.b + failures)
-            else:
-                posterior = _shrink(posterior, tally, self.strength)
-        return posterior
+        """The posterior of the finest cell: each level's prior is its parent's evidence
+        *without the cell itself* (so no trial counts twice), shrunk to `strength`."""
+        prior = Beta(PRIOR_A, PRIOR_B)
+        tallies = [self._sums.get(key, Tally()) for key in keys]
+        for i, tally in enumerate(tallies):
+            if i > 0:
+                others = _minus(tallies[i - 1], tally)
+                parent = _observe(prior, others)
+                weight = min(self.strength, parent.weight)
+                prior = Beta(weight * parent.mean, weight * (1 - parent.mean))
+        return _observe(prior, tallies[-1])
 
     def learning(self, journey: str) -> bool:
         """Is a journey still too new to hold its messages back: fewer trials in either arm

@@ -9,7 +9,6 @@ import pytest
 
 from airspace.domain.profiles import Computed, Profile
 from airspace.domain.uplift import (
-    PRIOR_RATE,
     Beta,
     Evidence,
     Tally,
@@ -26,7 +25,7 @@ NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 def test_a_journey_nothing_is_known_about_has_a_weak_prior_centred_on_no_uplift() -> None:
     estimate = Evidence({}).estimate("new-journey", "email", "repeat")
     assert estimate.uplift == pytest.approx(0.0)
-    assert estimate.treated.mean == pytest.approx(PRIOR_RATE)
+    assert estimate.treated.mean == pytest.approx(0.5)
     assert estimate.treated.weight == pytest.approx(2.0)
     assert estimate.value == 1.0  # no conversion anywhere yet
 
