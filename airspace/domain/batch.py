@@ -1,0 +1,144 @@
+"""The controller's batch path: one decision for each of many people at once (a blast).
+
+The same choice as `controller.decide` under the `airspace` policy, for people whose
+candidates are all eligible-or-not by channel already (the per-channel rules run before,
+set-wise) and who have room for at most one more marketing message: score every
+(person, candidate, channel) with one Thompson draw per (person, candidate, channel)
+— vectorised with numpy — pick each person's best channel per candidate, then the
+best candidate by tier and score; send it if its score is above zero (or its journey is
+still learning), withhold it if the message holdout drew it. Everything else loses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from airspace.domain.uplift import Evidence
+from airspace.domain.workspace_settings import WorkspaceSettings
+
+Floats = np.ndarray
+Ints = np.ndarray
+Bools = np.ndarray
+
+
+@dataclass(frozen=True)
+class Batch:
+    """N people with K candidate slots each, over C channels.
+
+    Slots are in order of arrival (ties go to the earlier slot).
+    `journey[n, k]` indexes `journeys` (-1: an empty slot); `eligible[n, k, c]` says that
+    the candidate may go on channel c now (its channels, consent, address, suppression
+    and the channel's caps); `room[n]` that a marketing message fits the person's caps;
+    `holdout[n, k]` is the candidate's sticky draw in [0, 1) for the message holdout.
+    """
+
+    journeys: Sequence[str]
+    strata: Sequence[str]
+    channels: Sequence[str]
+    journey: Ints  # (N, K)
+    eligible: Bools  # (N, K, C)
+    tier: Ints  # (N, K)
+    stratum: Ints  # (N,)
+    recent: Ints  # (N,) marketing messages in the fatigue window
+    room: Bools  # (N,)
+    holdout: Floats  # (N, K)
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    """Per person: the chosen slot (-1: none), its channel index, its score, and whether
+    it was withheld; per candidate: its best score (-inf if not eligible)."""
+
+    slot: Ints
+    channel: Ints
+    score: Floats
+    withheld: Bools
+    scores: Floats  # (N, K)
+    means: Floats  # (N, K, C) posterior means of the uplift
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The evidence as arrays indexed by journey, channel and stratum."""
+
+    a1: Floats  # (J, C, S)
+    b1: Floats
+    a0: Floats
+    b0: Floats
+    value: Floats  # (J,)
+    learning: Bools  # (J,)
+
+    @classmethod
+    def of(
+        cls,
+        evidence: Evidence,
+        journeys: Sequence[str],
+        channels: Sequence[str],
+        strata: Sequence[str],
+    ) -> Tables:
+        shape = (len(journeys), len(channels), len(strata))
+        a1, b1, a0, b0 = (np.empty(shape) for _ in range(4))
+        value = np.empty(len(journeys))
+        for j, journey in enumerate(journeys):
+            for c, channel in enumerate(channels):
+                for s, stratum in enumerate(strata):
+                    e = evidence.estimate(journey, channel, stratum)
+                    a1[j, c, s], b1[j, c, s] = e.treated.a, e.treated.b
+                    a0[j, c, s], b0[j, c, s] = e.control.a, e.control.b
+                    value[j] = e.value
+        learning = np.array([evidence.learning(j) for j in journeys], dtype=bool)
+        return cls(a1, b1, a0, b0, value, learning)
+
+
+def decide_batch(
+    batch: Batch,
+    tables: Tables,
+    settings: WorkspaceSettings,
+    rng: np.random.Generator,
+    draws: Floats | None = None,
+) -> BatchDecision:
+    """Choose for everyone in the batch at once (see the module). `draws[n, k, c]`, when
+    given, replaces the Thompson draws (for tests)."""
+    n = batch.journey.shape[0]
+    present = batch.journey >= 0
+    j = np.where(present, batch.journey, 0)[:, :, None]  # (N, K, 1)
+    c = np.arange(len(batch.channels))[None, None, :]  # (1, 1, C)
+    s = batch.stratum[:, None, None]  # (N, 1, 1)
+    usable = batch.eligible & present[:, :, None]
+    # Only the usable (person, candidate, channel) triples are looked up and drawn.
+    where = np.nonzero(usable)
+    jj, cc, ss = j[where[0], where[1], 0], c[0, 0, where[2]], s[where[0], 0, 0]
+    a1, b1 = tables.a1[jj, cc, ss], tables.b1[jj, cc, ss]
+    a0, b0 = tables.a0[jj, cc, ss], tables.b0[jj, cc, ss]
+    means = np.full(usable.shape, np.nan)
+    means[where] = a1 / (a1 + b1) - a0 / (a0 + b0)
+    drawn = draws[where] if draws is not None else rng.beta(a1, b1) - rng.beta(a0, b0)
+    costs = np.array(
+        [settings.channels[ch].cost if ch in settings.channels else 0.0 for ch in batch.channels]
+    )
+    score = np.full(usable.shape, -np.inf)
+    score[where] = (
+        drawn * tables.value[jj] - costs[cc] - settings.fatigue_cost * batch.recent[where[0]]
+    )
+    best_channel = score.argmax(axis=2)  # (N, K)
+    best = np.take_along_axis(score, best_channel[:, :, None], axis=2)[:, :, 0]
+    learning = tables.learning[np.where(present, batch.journey, 0)] & present
+    # Rank by tier, then score: a tier is worth more than any score.
+    rank = np.where(np.isfinite(best), batch.tier * 1e12 + best, -np.inf)
+    slot = rank.argmax(axis=1)
+    rows = np.arange(n)
+    chosen = best[rows, slot]
+    worth = (chosen > 0) | learning[rows, slot] | (batch.tier[rows, slot] > 0)
+    go = np.isfinite(chosen) & worth & batch.room
+    withheld = go & (batch.holdout[rows, slot] < settings.message_holdout)
+    return BatchDecision(
+        slot=np.where(go, slot, -1),
+        channel=np.where(go, best_channel[rows, slot], -1),
+        score=np.where(go, chosen, np.nan),
+        withheld=withheld,
+        scores=best,
+        means=means,
+    )

@@ -1,0 +1,117 @@
+"""The batch path chooses as the per-person controller does, given the same draws."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from airspace.domain.batch import Batch, Tables, decide_batch
+from airspace.domain.controller import Candidate, Recipient, Sent, decide
+from airspace.domain.journeys import bucket
+from airspace.domain.uplift import Evidence, Tally
+from airspace.domain.workspace_settings import ChannelSettings, WorkspaceSettings
+
+NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+JOURNEYS = [f"j{i}" for i in range(6)]
+CHANNELS = ["email", "push", "sms"]
+STRATA = ["new", "repeat"]
+SETTINGS = WorkspaceSettings(
+    message_holdout=0.1,
+    fatigue_cost=0.05,
+    channels={
+        "email": ChannelSettings(0.002),
+        "push": ChannelSettings(0.001),
+        "sms": ChannelSettings(0.05),
+    },
+)
+
+
+def evidence(rng: np.random.Generator) -> Evidence:
+    tallies = {}
+    for j in JOURNEYS:
+        for s in STRATA:
+            tallies[j, "control", "", s] = Tally(500, float(rng.integers(10, 40)), 0)
+            for c in CHANNELS:
+                conversions = float(rng.integers(5, 60))
+                tallies[j, "treated", c, s] = Tally(500, conversions, 40 * conversions)
+    return Evidence(tallies)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_batch_path_picks_what_decide_picks(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, k = 200, 4
+    ev = evidence(rng)
+    tables = Tables.of(ev, JOURNEYS, CHANNELS, STRATA)
+    journey = rng.integers(-1, len(JOURNEYS), size=(n, k))
+    offered = rng.random((n, k, len(CHANNELS))) < 0.6
+    reachable = rng.random((n, len(CHANNELS))) < 0.8
+    eligible = offered & reachable[:, None, :]
+    tier = (rng.random((n, k)) < 0.05).astype(int)
+    stratum = rng.integers(0, len(STRATA), size=n)
+    recent = rng.integers(0, 3, size=n)
+    room = recent < 3
+    draws = rng.normal(0.01, 0.03, size=(n, k, len(CHANNELS)))
+    ids = [[f"c{p}-{slot}" for slot in range(k)] for p in range(n)]
+    holdout = np.array([[bucket("airspace", cid, "message-holdout") for cid in row] for row in ids])
+    batch = Batch(
+        JOURNEYS, STRATA, CHANNELS, journey, eligible, tier, stratum, recent, room, holdout
+    )
+    chosen = decide_batch(batch, tables, SETTINGS, rng, draws=draws)
+
+    for p in range(n):
+        cands = []
+        for slot in range(k):
+            if journey[p, slot] < 0:
+                continue
+            channels = tuple(CHANNELS[c] for c in range(len(CHANNELS)) if offered[p, slot, c])
+            cands.append(
+                Candidate(
+                    ids[p][slot],
+                    f"p{p}",
+                    f"e{p}-{slot}",
+                    JOURNEYS[journey[p, slot]],
+                    "m",
+                    channels,
+                    "x",
+                    NOW - timedelta(minutes=k - slot),
+                    NOW + timedelta(days=1),
+                    tier=int(tier[p, slot]),
+                )
+            )
+        addresses = {CHANNELS[c]: "a" for c in range(len(CHANNELS)) if reachable[p, c]}
+        consent = {}
+        who = Recipient(f"p{p}", consent, addresses, stratum=STRATA[stratum[p]])
+        history = [Sent(NOW - timedelta(hours=h + 1), "email", "other") for h in range(recent[p])]
+
+        def estimator(
+            pairs: Sequence[tuple[Candidate, str]], r: Recipient, now: datetime, p: int = p
+        ) -> list[tuple[float, float, float, bool]]:
+            out = []
+            for cand, ch in pairs:
+                slot = next(s for s in range(k) if ids[p][s] == cand.id)
+                c = CHANNELS.index(ch)
+                out.append(
+                    (0.0, float(draws[p, slot, c]), float(tables.value[journey[p, slot]]), False)
+                )
+            return out
+
+        record = decide(cands, who, history, SETTINGS, NOW, policy="airspace", estimator=estimator)
+        sent = [
+            (a.candidate.id, a.decision.channel, a.decision.outcome)
+            for a in record.assessments
+            if a.decision.outcome in ("send", "withhold")
+        ]
+        if chosen.slot[p] < 0:
+            assert sent == [], p
+        else:
+            slot = int(chosen.slot[p])
+            outcome = "withhold" if chosen.withheld[p] else "send"
+            assert sent == [(ids[p][slot], CHANNELS[int(chosen.channel[p])], outcome)], (
+                p,
+                chosen.scores[p],
+                [(a.candidate.id, a.score) for a in record.assessments],
+            )
