@@ -245,7 +245,8 @@ def write_people(conn: Connection, people: Sequence[PersonWrite], now: datetime)
             update(core(CandidateRow))
             .where(
                 CandidateRow.enrollment_id == bindparam("b_enrollment"),
-                CandidateRow.status.in_(("pending", "deferred")),
+                # Not IN (...): an expanding parameter cannot go with executemany.
+                or_(CandidateRow.status == "pending", CandidateRow.status == "deferred"),
             )
             .values(
                 status="withdrawn", reason=bindparam("b_reason"), decided_at=bindparam("b_now")

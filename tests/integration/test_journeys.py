@@ -376,3 +376,35 @@ steps:
     [message] = rows(services, MessageRow, channel="webhook")
     assert message.status == "held_out"
     assert worker.deliver() == 0
+
+
+def test_many_exits_in_one_batch_withdraw_every_pending_candidate(
+    services: Services, send: Send, clock: SimulatedClock
+) -> None:
+    """Two people leave a journey in the same batch while their messages wait in the
+    decision window: both candidates are withdrawn, nothing is sent."""
+    put(
+        services,
+        "journey: cart\nentry: {event: Cart Abandoned}\nholdout: 0\n"
+        "exit_when: [{event: Order Completed}]\n"
+        "steps:\n  - message: {channels: [email], content: cart-reminder}\n  - wait: 1d\n",
+        "controller: {decision_window: 5m, global_control: 0%, message_holdout: 0%}",
+    )
+    worker = services.worker()
+    people = ("ann", "bo", "cy")
+    send(
+        *[
+            {"type": "identify", "userId": u, "traits": {"email": f"{u}@example.com"}}
+            for u in people
+        ],
+        *[{"type": "track", "userId": u, "event": "Cart Abandoned"} for u in people],
+    )
+    worker.drain()
+    assert len(rows(services, CandidateRow, status="pending")) == 3
+    clock.advance(timedelta(minutes=1))
+    send(*[{"type": "track", "userId": u, "event": "Order Completed"} for u in people])
+    worker.drain()
+    clock.advance(timedelta(minutes=10))
+    worker.drain()
+    assert [c.status for c in rows(services, CandidateRow)] == ["withdrawn"] * 3
+    assert rows(services, MessageRow) == []
