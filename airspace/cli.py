@@ -8,7 +8,7 @@ import signal
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import typer
 from rich.console import Console
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from airspace import __version__
 from airspace.bootstrap import Services, build_services
+from airspace.domain.controller import PolicyName
 from airspace.domain.definitions import Document
 from airspace.domain.errors import AirspaceError
 from airspace.domain.identity import Identifier, normalize_email
@@ -334,8 +335,14 @@ def sim(
         table.add_column(column, justify="left" if column == "policy" else "right")
     values: dict[str, float] = {}
     for name in policy:
-        with console.status(f"{name}: simulating {days} days"):
-            result = simulate(world, name, days=days, customers=customers, seed=seed)  # type: ignore[arg-type]
+        try:
+            with console.status(f"{name}: simulating {days} days"):
+                result = simulate(
+                    world, cast(PolicyName, name), days=days, customers=customers, seed=seed
+                )
+        except AirspaceError as error:
+            console.print(f"[red]{escape(str(error))}[/red]")
+            raise typer.Exit(2) from None
         t = result.truth
         values[name] = result.net_value
         table.add_row(

@@ -8,7 +8,6 @@ nothing and applies nothing twice.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from airspace.domain.identity import Identifier, IdentityRules, KnownProfile
 from airspace.domain.journeys import Happening
 from airspace.domain.profiles import Profile
 from airspace.domain.reactor import EventInput, Input
+from airspace.engine import ids as id_source
 from airspace.store import identity as repo
 from airspace.store import journeys as journeys_repo
 from airspace.store.database import Database
@@ -54,7 +54,7 @@ class BatchResult:
 
 def new_profile_id(now: datetime, sequence: int) -> str:
     """A profile id that sorts by creation: milliseconds, order within the batch, random."""
-    return f"{int(now.timestamp() * 1000):012x}{sequence:06x}{secrets.token_hex(5)}"
+    return f"{int(now.timestamp() * 1000):012x}{sequence:06x}{id_source.token(5)}"
 
 
 @dataclass

@@ -11,7 +11,6 @@ controller decisions. A person is only ever changed under their profile lock.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
@@ -29,6 +28,7 @@ from airspace.domain.journeys import CallWebhook, Enrollment, Journey, bucket
 from airspace.domain.profiles import Profile
 from airspace.domain.reactor import Input, PersonState, Reaction, TimerInput
 from airspace.domain.uplift import Evidence, stratum_of
+from airspace.engine.ids import new_id
 from airspace.store import decisions as log_repo
 from airspace.store import definitions as defs_repo
 from airspace.store import identity as identity_repo
@@ -40,11 +40,6 @@ from airspace.store.journeys import DueTimer, PersonWrite
 LOCAL_LEAD = timedelta(hours=14)
 # How often (in clock time) the uplift tallies are read again.
 EVIDENCE_REFRESH = timedelta(minutes=1)
-
-
-def new_id(now: datetime) -> str:
-    """A 26-character id that sorts by creation time."""
-    return f"{int(now.timestamp() * 1000):012x}{secrets.token_hex(7)}"
 
 
 @dataclass

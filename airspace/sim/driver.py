@@ -33,6 +33,7 @@ from airspace.domain.controller import Candidate, PolicyName, Recipient
 from airspace.domain.errors import InvalidInput
 from airspace.domain.events import Event, parse_message
 from airspace.domain.workspace_settings import WorkspaceSettings
+from airspace.engine import ids
 from airspace.engine.definitions import apply, read_folder
 from airspace.settings import Settings
 from airspace.sim.world import Action, Delivery, Truth, World
@@ -108,7 +109,10 @@ class Simulation:
             self._tmp = tempfile.TemporaryDirectory(prefix="airspace-sim-")
             database_url = f"sqlite:///{Path(self._tmp.name) / 'sim.db'}"
         self.clock = SimulatedClock(world.start())
-        settings = Settings(database_url=database_url, secret="sim")
+        # Same seed, same run: ids (and so holdout draws) from the seed, and batches sized
+        # by count, not by how long they took.
+        ids.repeatable(getattr(world, "seed", 0))
+        settings = Settings(database_url=database_url, secret="sim", worker_batch_seconds=10)
         self.services: Services = build_services(settings, clock=self.clock)
         migrate(self.services.db)
         documents, problems = read_folder(world.definitions)
@@ -288,6 +292,7 @@ class Simulation:
         )
 
     def close(self) -> None:
+        ids.repeatable(None)
         self.services.db.engine.dispose()
         if self._tmp is not None:
             self._tmp.cleanup()
