@@ -199,7 +199,8 @@ def main() -> None:
     print(f"decide: {args.people:,} people x {len(JOURNEYS)} candidates: {median:,.0f} decisions/s")
     print(f"  ({sent:,} sent; repeats {[f'{r:,.0f}' for r, _ in rates]})")
     print(
-        f"baseline per-person decide: {baseline:,.0f} decisions/s (batch is x{median / baseline:.0f})"
+        f"baseline per-person decide: {baseline:,.0f} decisions/s"
+        f" (batch is x{median / baseline:.0f})"
     )
     print(f"stored (SQLite, messages + decision log): {stored:,.0f} decisions/s")
     print(f"target >= 50,000 decisions/s on one core: {'MET' if median >= 50_000 else 'MISSED'}")
