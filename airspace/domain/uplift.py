@@ -108,6 +108,7 @@ class Evidence:
     _sums: dict[TallyKey, Tally] = field(default_factory=dict, init=False)
     _value: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
     _cache: dict[tuple[str, str, str], Estimate] = field(default_factory=dict, init=False)
+    _learning: dict[str, bool] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         sums: dict[TallyKey, Tally] = {}
@@ -153,10 +154,13 @@ class Evidence:
     def learning(self, journey: str) -> bool:
         """Is a journey still too new to hold its messages back: fewer trials in either arm
         than the pooling strength? (It is then sent whenever it wins, to learn.)"""
-        return any(
-            self._sums.get((journey, arm, ANY, ANY), Tally()).trials < max(self.strength, 1.0)
-            for arm in ARMS
-        )
+        found = self._learning.get(journey)
+        if found is None:
+            found = self._learning[journey] = any(
+                self._sums.get((journey, arm, ANY, ANY), Tally()).trials < max(self.strength, 1.0)
+                for arm in ARMS
+            )
+        return found
 
     def estimate(self, journey: str, channel: str, stratum: str) -> Estimate:
         """The pooled posteriors of sending this journey's message on `channel` to people
