@@ -314,55 +314,19 @@ def sim(
     seed: Annotated[int, typer.Option(min=0, help="The world's random seed")] = 0,
 ) -> None:
     """Run a customer world against the real engine under each policy; compare them."""
-    from airspace.sim.driver import POLICIES, share_of_oracle, simulate
+    from airspace.sim.compare import compare
+    from airspace.sim.driver import POLICIES
 
     unknown = [p for p in policy if p not in POLICIES]
     if unknown:
         console.print(f"[red]unknown policy {unknown[0]!r}[/red]; expected {', '.join(POLICIES)}")
         raise typer.Exit(2)
-    table = Table(title=f"{world}: {customers:,} customers, {days} days, seed {seed}")
-    for column in (
-        "policy",
-        "sent",
-        "incr. conversions",
-        "incr. revenue",
-        "cost",
-        "net value",
-        "unsubscribes",
-        "cap violations",
-        "seconds",
-    ):
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    values: dict[str, float] = {}
-    for name in policy:
-        try:
-            with console.status(f"{name}: simulating {days} days"):
-                result = simulate(
-                    world, cast(PolicyName, name), days=days, customers=customers, seed=seed
-                )
-        except AirspaceError as error:
-            console.print(f"[red]{escape(str(error))}[/red]")
-            raise typer.Exit(2) from None
-        t = result.truth
-        values[name] = result.net_value
-        table.add_row(
-            name,
-            f"{result.sent:,}",
-            f"{t.incremental_conversions:,.1f}",
-            f"{t.incremental_revenue:,.0f}",
-            f"{t.message_cost:,.1f}",
-            f"{result.net_value:,.0f}",
-            f"{t.unsubscribes:,}",
-            str(result.cap_violations),
-            f"{result.seconds:.0f}",
-        )
-    console.print(table)
-    if {"airspace", "oracle", "first_come"} <= set(values):
-        share = share_of_oracle(values)
-        console.print(
-            "share of the oracle's value captured: "
-            + ("n/a (the oracle does not beat first-come)" if share is None else f"{share:.0%}")
-        )
+    try:
+        chosen = [cast(PolicyName, p) for p in policy]
+        compare(console, world, chosen, days=days, customers=customers, seed=seed)
+    except AirspaceError as error:
+        console.print(f"[red]{escape(str(error))}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -380,12 +344,28 @@ def demo(
     days: Annotated[
         int, typer.Option(min=0, max=60, help="Days of example journeys to run (0: none)")
     ] = 7,
+    sim_days: Annotated[
+        int,
+        typer.Option(min=0, max=366, help="Days of the simulated world per policy (0: none)"),
+    ] = 14,
+    sim_customers: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Customers of the simulated world")
+    ] = 1_000,
 ) -> None:
     """Start a server on SQLite, replay real purchases plus web and app behaviour, then
     run the example journeys for a week on a simulated clock."""
     from airspace.demo.run import run_demo
 
-    run_demo(console, full=full, port=port, database=database, serve_after=serve_after, days=days)
+    run_demo(
+        console,
+        full=full,
+        port=port,
+        database=database,
+        serve_after=serve_after,
+        days=days,
+        sim_days=sim_days,
+        sim_customers=sim_customers,
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from airspace.demo.journeys import apply_examples, run_week
 from airspace.demo.replay import build_events, load_cdnow, replay
 from airspace.domain.clock import SimulatedClock
 from airspace.settings import Settings
+from airspace.sim.compare import compare
 from airspace.store import admin
 from airspace.store.inbox import inbox_depth
 from airspace.store.keys import create_key
@@ -85,10 +86,19 @@ Where to look (server at {base_url}, database {database}):
 
 
 def run_demo(
-    console: Console, *, full: bool, port: int, database: Path, serve_after: bool, days: int = 7
+    console: Console,
+    *,
+    full: bool,
+    port: int,
+    database: Path,
+    serve_after: bool,
+    days: int = 7,
+    sim_days: int = 0,
+    sim_customers: int = 1_000,
 ) -> None:
     """Replay CDNOW purchases and synthetic web/app behaviour through the tracking API,
-    then run the example journeys for `days` days on a simulated clock."""
+    run the example journeys for `days` days on a simulated clock, then compare the
+    controller's policies on a simulated world for `sim_days` days."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     settings = Settings(database_url=f"sqlite:///{database}", port=port)
@@ -157,6 +167,20 @@ def run_demo(
     worker.join(timeout=30)
     if days > 0 and apply_examples(services, console):
         run_week(services, clock, services.worker(), console, base_url, write_key, days=days)
+    if sim_days > 0:
+        console.print(
+            f"\n[bold]Air-traffic control[/bold]: the same collisions on a simulated shop of "
+            f"{sim_customers:,} customers (airspace/sim/definitions: the example journeys plus a "
+            "newsletter, browse abandonment and cross-sell), each policy on the same world"
+        )
+        compare(
+            console,
+            "standard",
+            ["airspace", "first_come", "priority", "oracle"],
+            days=sim_days,
+            customers=sim_customers,
+            seed=1,
+        )
     stop = threading.Event()
     worker = threading.Thread(
         target=services.worker().run_forever, args=(stop,), name="worker", daemon=True

@@ -1,0 +1,65 @@
+"""Policies side by side on one world and seed, as a table (for `airspace sim` and the demo)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from airspace.domain.controller import PolicyName
+from airspace.sim.driver import SimResult, share_of_oracle, simulate
+
+COLUMNS = (
+    "policy",
+    "sent",
+    "incr. conversions",
+    "incr. revenue",
+    "cost",
+    "net value",
+    "unsubscribes",
+    "cap violations",
+    "seconds",
+)
+
+
+def compare(
+    console: Console,
+    world: str,
+    policies: Sequence[PolicyName],
+    *,
+    days: int,
+    customers: int,
+    seed: int,
+) -> list[SimResult]:
+    """Run the world under each policy and print the comparison (raises `InvalidInput` for a
+    world that cannot be loaded)."""
+    table = Table(title=f"{world}: {customers:,} customers, {days} days, seed {seed}")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    results: list[SimResult] = []
+    for name in policies:
+        with console.status(f"{name}: simulating {days} days"):
+            result = simulate(world, name, days=days, customers=customers, seed=seed)
+        results.append(result)
+        t = result.truth
+        table.add_row(
+            name,
+            f"{result.sent:,}",
+            f"{t.incremental_conversions:,.1f}",
+            f"{t.incremental_revenue:,.0f}",
+            f"{t.message_cost:,.1f}",
+            f"{result.net_value:,.0f}",
+            f"{t.unsubscribes:,}",
+            str(result.cap_violations),
+            f"{result.seconds:.0f}",
+        )
+    console.print(table)
+    values = {r.policy: r.net_value for r in results}
+    if {"airspace", "oracle", "first_come"} <= set(values):
+        share = share_of_oracle(values)
+        console.print(
+            "share of the oracle's value captured by airspace: "
+            + ("n/a (the oracle does not beat first-come)" if share is None else f"{share:.0%}")
+        )
+    return results
