@@ -4,15 +4,13 @@ shows all three candidates with their scores and reasons."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import httpx
-import pytest
 
 from airspace.domain.clock import SimulatedClock
 from tests.conftest import LiveServer
+from tests.e2e.test_definitions_http import ok, track
 from tests.test_cli_definitions import airspace
 
 YAML = {"Content-Type": "application/yaml"}
@@ -51,32 +49,6 @@ steps:
   - message: {channels: [email], content: birthday-greeting, priority: 3}
 """,
 }
-
-
-@pytest.fixture
-def admin(live_server: LiveServer) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=f"{live_server.url}/admin/v1",
-        headers={"Authorization": f"Bearer {live_server.admin_key}"},
-        timeout=30,
-    ) as client:
-        yield client
-
-
-def ok(response: httpx.Response) -> Any:
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def track(server: LiveServer, *messages: dict[str, Any]) -> None:
-    response = httpx.post(
-        f"{server.url}/v1/batch",
-        json={"batch": list(messages)},
-        auth=(server.write_key, ""),
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    server.services.worker().drain()
 
 
 def test_three_journeys_collide_and_exactly_one_message_goes(

@@ -6,7 +6,6 @@ timeline of the messages it sends."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,17 +33,6 @@ steps:
   - wait: 1h
   - message: {channels: [push, email], content: cart-reminder}
 """
-
-
-@pytest.fixture
-def admin(live_server: LiveServer) -> Iterator[httpx.Client]:
-    """An HTTP client with the admin key as a Bearer token."""
-    with httpx.Client(
-        base_url=f"{live_server.url}/admin/v1",
-        headers={"Authorization": f"Bearer {live_server.admin_key}"},
-        timeout=30,
-    ) as client:
-        yield client
 
 
 def refused(response: httpx.Response, status: int, code: str) -> str:
