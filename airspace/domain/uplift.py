@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import numpy as np
@@ -201,18 +201,42 @@ def draw_uplift_arrays(
     return result
 
 
+# Traits by which a customer's own systems declare purchase history from before Airspace.
+ORDERS_TRAIT = "orders_count"
+LAST_ORDER_TRAIT = "last_order_at"
+
+
 def lifecycle_stage(profile: Profile, purchase_event: str, now: datetime) -> str:
-    """The default stratum: prospect, new, repeat, lapsing (90 days) or lapsed (180 days)."""
-    purchases = profile.computed.counts_by_event.get(purchase_event, 0)
+    """The default stratum: prospect, new, repeat, lapsing (90 days) or lapsed (180 days),
+    from the purchases Airspace has seen and the `orders_count` / `last_order_at` traits
+    (whichever says more)."""
+    seen = profile.computed.counts_by_event.get(purchase_event, 0)
+    declared = profile.traits.get(ORDERS_TRAIT)
+    purchases = max(seen, int(declared) if isinstance(declared, int | float) else 0)
     last = profile.computed.last_by_event.get(purchase_event)
-    if purchases == 0 or last is None:
+    declared_last = _instant(profile.traits.get(LAST_ORDER_TRAIT))
+    if declared_last is not None and (last is None or declared_last > last):
+        last = declared_last
+    if purchases == 0 and last is None:
         return "prospect"
+    if last is None:
+        return "lapsed"
     quiet = now - last
     if quiet > timedelta(days=180):
         return "lapsed"
     if quiet > timedelta(days=90):
         return "lapsing"
-    return "new" if purchases == 1 else "repeat"
+    return "new" if purchases <= 1 else "repeat"
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        found = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
 def stratum_of(

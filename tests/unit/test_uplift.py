@@ -125,6 +125,33 @@ def test_lifecycle_stage(purchases: int, days_ago: int | None, stage: str) -> No
     assert lifecycle_stage(_buyer(purchases, last), "Order Completed", NOW) == stage
 
 
+@pytest.mark.parametrize(
+    ("traits", "stage"),
+    [
+        ({"orders_count": 5, "last_order_at": "2026-10-20T10:00:00Z"}, "repeat"),
+        ({"orders_count": 1, "last_order_at": "2026-10-20"}, "new"),
+        ({"orders_count": 3, "last_order_at": "2026-06-01T00:00:00+00:00"}, "lapsing"),
+        ({"orders_count": 3}, "lapsed"),
+        ({"orders_count": "many", "last_order_at": "yesterday"}, "prospect"),
+        ({}, "prospect"),
+    ],
+)
+def test_declared_purchase_history_counts(traits: dict[str, object], stage: str) -> None:
+    person = Profile("p1", NOW - timedelta(days=900), traits=dict(traits))
+    assert lifecycle_stage(person, "Order Completed", NOW) == stage
+
+
+def test_the_later_of_seen_and_declared_purchases_counts() -> None:
+    person = _buyer(1, NOW - timedelta(days=2))
+    declared = Profile(
+        "p1",
+        person.created_at,
+        traits={"orders_count": 6, "last_order_at": "2026-01-01T00:00:00Z"},
+        computed=person.computed,
+    )
+    assert lifecycle_stage(declared, "Order Completed", NOW) == "repeat"
+
+
 def test_configured_strata_come_first_in_order() -> None:
     settings = WorkspaceSettings(strata=(Stratum("vip", "high-value"), Stratum("fans", "fans")))
     person = _buyer(3, NOW - timedelta(days=3))
