@@ -249,7 +249,12 @@ class JourneyRuntime:
         `known`: profiles and addresses the caller has loaded already."""
         ws = ws or self.workspace(conn)
         candidates = candidates if candidates is not None else repo.open_candidates(conn, pids)
-        longest = max((c.per for c in ws.settings.caps), default=timedelta(days=1))
+        settings = ws.settings
+        longest = max(
+            [c.per for c in settings.caps]
+            + [x.per for x in settings.exclusions]
+            + [settings.fatigue_window, timedelta(days=1)]
+        )
         history = repo.sent_since(conn, pids, now - longest)
         people = dict(known or {})
         missing = [pid for pid in pids if pid not in people]
