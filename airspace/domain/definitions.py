@@ -258,6 +258,20 @@ def cross_check(workspace: Workspace) -> Iterator[Problem]:
         yield Problem(f"segment:{cycle[0]}:", f"segments refer to each other in a loop: {loop}")
     for journey in workspace.journeys.values():
         yield from _check_journey(workspace, journey, used)
+    settings = workspace.settings
+    for i, stratum in enumerate(settings.strata):
+        used.add(stratum.segment)
+        if stratum.segment not in workspace.segments:
+            yield Problem(
+                f"settings:settings:controller.strata[{i}].segment",
+                f"unknown segment {stratum.segment!r}",
+            )
+    for i, group in enumerate(settings.exclusions):
+        for jid in sorted(group.journeys - set(workspace.journeys)):
+            yield Problem(
+                f"settings:settings:controller.exclusive[{i}].journeys",
+                f"unknown journey {jid!r}",
+            )
     for store in workspace.stores.values():
         if store.region and store.region not in workspace.regions:
             yield Problem(f"store:{store.id}:region", f"unknown region {store.region!r}")

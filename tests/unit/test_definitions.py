@@ -568,3 +568,57 @@ def test_long_chains_of_segments_do_not_exhaust_the_stack() -> None:
     looped = {**segments, "s0": Segment("s0", SegmentCondition(f"s{count - 1}"))}
     [cycle] = [p for p in cross_check(Workspace(segments=looped)) if "loop" in p.message]
     assert cycle.message.startswith("segments refer to each other in a loop: s0 → s1499 → s1498")
+
+
+def test_controller_settings_name_real_segments_and_journeys() -> None:
+    settings = (
+        "controller:\n"
+        "  policy: airspace\n"
+        "  strata: [{name: vip, segment: high-value}, {name: ghosts, segment: nope}]\n"
+        "  exclusive: [{name: offers, journeys: [win-back, welcome, gone], per: 14d}]\n"
+        "  fatigue: {cost: 0.5, per: 3d}\n"
+        "  per_decision: 2\n"
+        "  retry_after: 2h\n"
+    )
+    assert with_examples(**{"settings.yaml": settings}) == [
+        "settings.yaml: controller.strata[1].segment: unknown segment 'nope'",
+        "settings.yaml: controller.exclusive[0].journeys: unknown journey 'gone'",
+    ]
+    workspace, _ = load({**example_files(), "settings.yaml": settings.replace(", gone", "")})
+    s = workspace.settings
+    assert (s.per_decision, s.retry_after, s.fatigue_cost, s.fatigue_window) == (
+        2,
+        timedelta(hours=2),
+        0.5,
+        timedelta(days=3),
+    )
+    assert [x.name for x in s.strata] == ["vip", "ghosts"]
+    assert s.exclusions[0].journeys == frozenset({"win-back", "welcome"})
+
+
+@pytest.mark.parametrize(
+    ("controller", "problem"),
+    [
+        (
+            "policy: loudest",
+            "controller.policy: expected one of airspace, first_come, priority, random",
+        ),
+        (
+            "per_decision: 0",
+            "controller.per_decision: expected a whole number ≥ 1, got a number (0)",
+        ),
+        (
+            "exclusive: [{journeys: [welcome]}]",
+            "controller.exclusive[0].journeys: expected a list of two journeys or more",
+        ),
+        ("strata: [{name: vip}]", "controller.strata[0].segment: expected a segment id"),
+        (
+            "fatigue: {cost: -1}",
+            "controller.fatigue.cost: expected a number from 0 to 1000000.0, got a number (-1)",
+        ),
+        ("purchase_event: ''", "controller.purchase_event: expected an event name"),
+    ],
+)
+def test_controller_settings_problems(controller: str, problem: str) -> None:
+    found = with_examples(**{"settings.yaml": f"controller:\n  {controller}\n"})
+    assert f"settings.yaml: {problem}" in found, found
