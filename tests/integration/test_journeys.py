@@ -12,6 +12,7 @@ from airspace.bootstrap import Services
 from airspace.domain.clock import SimulatedClock
 from airspace.domain.definitions import documents_from_files
 from airspace.domain.problems import Problems
+from airspace.domain.uplift import Tally
 from airspace.engine.definitions import apply
 from airspace.store.tables import (
     CandidateRow,
@@ -408,3 +409,43 @@ def test_many_exits_in_one_batch_withdraw_every_pending_candidate(
     worker.drain()
     assert [c.status for c in rows(services, CandidateRow)] == ["withdrawn"] * 3
     assert rows(services, MessageRow) == []
+
+
+def test_held_out_candidates_are_control_trials_and_goals_convert_them(
+    services: Services, send: Send, clock: SimulatedClock
+) -> None:
+    """A journey holding everyone out: each reachable proposal is a control trial of its
+    stratum; the unreachable one is not; a goal reached converts the trial, with its value."""
+    from airspace.store.decisions import tallies
+
+    put(
+        services,
+        "journey: cart\nentry: {event: Cart Abandoned}\nholdout: 100%\n"
+        "goal: {event: Order Completed, within: 7d, value: properties.revenue}\n"
+        "steps:\n  - message: {channels: [email], content: cart-reminder}\n",
+        "controller: {decision_window: 0s, global_control: 0%, message_holdout: 0%}",
+    )
+    worker = services.worker()
+    send(
+        {"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"}},
+        {
+            "type": "identify",
+            "userId": "bo",
+            "traits": {"email": "bo@example.com", "orders_count": 4, "last_order_at": "2026-10-30"},
+        },
+        {"type": "identify", "userId": "cy"},  # no address: could not have been sent
+        *[{"type": "track", "userId": u, "event": "Cart Abandoned"} for u in ("ann", "bo", "cy")],
+    )
+    worker.drain()
+    assert rows(services, MessageRow) == []
+    clock.advance(timedelta(hours=2))
+    send(
+        {"type": "track", "userId": "bo", "event": "Order Completed", "properties": {"revenue": 80}}
+    )
+    worker.drain()
+    with services.db.read() as conn:
+        found = tallies(conn)
+    assert found == {
+        ("cart", "control", "", "prospect"): Tally(1.0, 0.0, 0.0),
+        ("cart", "control", "", "repeat"): Tally(1.0, 1.0, 80.0),
+    }
