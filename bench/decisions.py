@@ -253,7 +253,7 @@ def decide_like_engine(
         SETTINGS,
         NOW,
         policy=policy,  # type: ignore[arg-type]
-        estimator=thompson(evidence, rng),
+        estimator=thompson(evidence),
         rng=rng,
     )
 

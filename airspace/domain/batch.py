@@ -3,8 +3,8 @@
 The same choice as `controller.decide` under the `airspace` policy, for people whose
 candidates are all eligible-or-not by channel already (the per-channel rules run before,
 set-wise) and who have room for at most one more marketing message: score every
-(person, candidate, channel) with one Thompson draw per (person, candidate, channel)
-— vectorised with numpy — pick each person's best channel per candidate, then the
+(person, candidate, channel) with the candidate's sticky Thompson draw — vectorised
+with numpy — pick each person's best channel per candidate, then the
 best candidate by tier and score; send it if its score is above zero (or its journey is
 still learning), withhold it if the message holdout drew it. Everything else loses.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from airspace.domain.uplift import Evidence
+from airspace.domain.uplift import Evidence, optimism, quantile_rates
 from airspace.domain.workspace_settings import WorkspaceSettings
 
 Floats = np.ndarray
@@ -44,7 +44,7 @@ class Batch:
     stratum: Ints  # (N,)
     recent: Ints  # (N,) marketing messages in the fatigue window
     room: Bools  # (N,)
-    holdout: Floats  # (N, K)
+    sticky: Floats  # (N, K, 3)
 
 
 @dataclass(frozen=True)
@@ -94,11 +94,7 @@ class Tables:
 
 
 def decide_batch(
-    batch: Batch,
-    tables: Tables,
-    settings: WorkspaceSettings,
-    rng: np.random.Generator,
-    draws: Floats | None = None,
+    batch: Batch, tables: Tables, settings: WorkspaceSettings, draws: Floats | None = None
 ) -> BatchDecision:
     """Choose for everyone in the batch at once (see the module). `draws[n, k, c]`, when
     given, replaces the Thompson draws (for tests)."""
@@ -115,7 +111,13 @@ def decide_batch(
     a0, b0 = tables.a0[jj, cc, ss], tables.b0[jj, cc, ss]
     means = np.full(usable.shape, np.nan)
     means[where] = a1 / (a1 + b1) - a0 / (a0 + b0)
-    drawn = draws[where] if draws is not None else rng.beta(a1, b1) - rng.beta(a0, b0)
+    if draws is not None:
+        drawn = draws[where]
+    else:
+        u = batch.sticky[where[0], where[1]]
+        drawn = quantile_rates(a1, b1, optimism(u[:, 1])) - quantile_rates(
+            a0, b0, optimism(u[:, 2])
+        )
     costs = np.array(
         [settings.channels[ch].cost if ch in settings.channels else 0.0 for ch in batch.channels]
     )
@@ -133,7 +135,7 @@ def decide_batch(
     chosen = best[rows, slot]
     worth = (chosen > 0) | learning[rows, slot] | (batch.tier[rows, slot] > 0)
     go = np.isfinite(chosen) & worth & batch.room
-    withheld = go & (batch.holdout[rows, slot] < settings.message_holdout)
+    withheld = go & (batch.sticky[rows, slot, 0] < settings.message_holdout)
     return BatchDecision(
         slot=np.where(go, slot, -1),
         channel=np.where(go, best_channel[rows, slot], -1),

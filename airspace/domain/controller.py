@@ -43,8 +43,7 @@ from airspace.domain.eligibility import (
     rule_quiet_hours,
     rule_suppression,
 )
-from airspace.domain.journeys import bucket
-from airspace.domain.uplift import Evidence, channel_response, draw_uplift
+from airspace.domain.uplift import Evidence, candidate_uniforms, channel_response, sticky_uplift
 from airspace.domain.workspace_settings import WorkspaceSettings
 
 # The people and messages the controller decides about come with the rules.
@@ -355,9 +354,7 @@ def _choose(
         if why_not is not None:
             decision = _defer_or_expire(candidate, why_not, now + settings.retry_after)
             decision = replace(decision, channel=channel)
-        elif (
-            not winners and bucket(salt, candidate.id, "message-holdout") < settings.message_holdout
-        ):
+        elif not winners and candidate_uniforms(candidate.id, salt)[0] < settings.message_holdout:
             withheld = True
             winners.append(contender)
             decision = Decision(
@@ -413,20 +410,24 @@ def _why_won(contender: _Contender, policy: PolicyName) -> str:
     }.get(policy, policy)
 
 
-def thompson(evidence: Evidence, rng: np.random.Generator) -> Estimator:
-    """The airspace policy's estimator: posterior means and one Thompson draw per pair."""
+def thompson(evidence: Evidence) -> Estimator:
+    """The airspace policy's estimator: posterior means and one Thompson draw per pair, at
+    the candidate's own sticky quantile (`uplift.candidate_uniforms`): its channels share
+    its optimism, and it keeps it when it competes again."""
 
     def estimate(
         pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
     ) -> list[tuple[float, float, float, bool]]:
-        found = [
-            evidence.estimate(c.journey_id, channel, recipient.stratum) for c, channel in pairs
-        ]
-        draws = draw_uplift(rng, found)
-        return [
-            (e.uplift, float(d), e.value, evidence.learning(c.journey_id))
-            for (c, _), e, d in zip(pairs, found, draws, strict=True)
-        ]
+        found: list[tuple[float, float, float, bool]] = []
+        sticky: dict[str, tuple[float, float, float]] = {}
+        for candidate, channel in pairs:
+            e = evidence.estimate(candidate.journey_id, channel, recipient.stratum)
+            u = sticky.get(candidate.id)
+            if u is None:
+                u = sticky[candidate.id] = candidate_uniforms(candidate.id)
+            draw = sticky_uplift(e, u[1], u[2])
+            found.append((e.uplift, draw, e.value, evidence.learning(candidate.journey_id)))
+        return found
 
     return estimate
 

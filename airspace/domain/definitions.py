@@ -258,6 +258,20 @@ def cross_check(workspace: Workspace) -> Iterator[Problem]:
         yield Problem(f"segment:{cycle[0]}:", f"segments refer to each other in a loop: {loop}")
     for journey in workspace.journeys.values():
         yield from _check_journey(workspace, journey, used)
+    yield from _check_settings(workspace, used)
+    for store in workspace.stores.values():
+        if store.region and store.region not in workspace.regions:
+            yield Problem(f"store:{store.id}:region", f"unknown region {store.region!r}")
+    for sid in workspace.segments:
+        if sid not in used:
+            yield Problem(
+                f"segment:{sid}:",
+                "no journey, content item or other segment uses this segment",
+                "warning",
+            )
+
+
+def _check_settings(workspace: Workspace, used: set[str]) -> Iterator[Problem]:
     settings = workspace.settings
     for i, stratum in enumerate(settings.strata):
         used.add(stratum.segment)
@@ -271,16 +285,6 @@ def cross_check(workspace: Workspace) -> Iterator[Problem]:
             yield Problem(
                 f"settings:settings:controller.exclusive[{i}].journeys",
                 f"unknown journey {jid!r}",
-            )
-    for store in workspace.stores.values():
-        if store.region and store.region not in workspace.regions:
-            yield Problem(f"store:{store.id}:region", f"unknown region {store.region!r}")
-    for sid in workspace.segments:
-        if sid not in used:
-            yield Problem(
-                f"segment:{sid}:",
-                "no journey, content item or other segment uses this segment",
-                "warning",
             )
 
 

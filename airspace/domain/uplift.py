@@ -17,6 +17,8 @@ the person is in, else a lifecycle stage from their purchases.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -199,6 +201,81 @@ def draw_uplift_arrays(
     """Thompson draws over arrays of posterior parameters: treated rate minus control rate."""
     result: np.ndarray = rng.beta(a1, b1) - rng.beta(a0, b0)
     return result
+
+
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def candidate_key(candidate_id: str) -> int:
+    """A 64-bit key of a candidate id: the id's own bits when it is hexadecimal (Airspace's
+    ids are: time then random), else a hash of it."""
+    try:
+        value = int(candidate_id, 16)
+    except ValueError:
+        return int.from_bytes(hashlib.sha256(candidate_id.encode()).digest()[:8], "big")
+    return (value ^ (value >> 64)) & _MASK
+
+
+@functools.cache
+def _salt_key(salt: str) -> int:
+    return int.from_bytes(hashlib.sha256(salt.encode()).digest()[:8], "big")
+
+
+def _mix(x: int) -> int:
+    """SplitMix64's finaliser: every bit of the key stirs every bit of the result."""
+    x = (x + _GOLDEN) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def candidate_uniforms(candidate_id: str, salt: str = "airspace") -> tuple[float, float, float]:
+    """Three sticky numbers in (0, 1) fixed by a candidate's id: its message-holdout draw,
+    and how optimistic its Thompson draw is about the treated and the control rate. A
+    candidate decided again keeps them, so losing and competing again is not a new
+    lottery ticket each time. `uniforms_of_keys` computes the same for many at once."""
+    key = candidate_key(candidate_id) ^ _salt_key(salt)
+    first, second, third = (_mix((key + i * _GOLDEN) & _MASK) for i in range(3))
+    return ((first + 0.5) / 2**64, (second + 0.5) / 2**64, (third + 0.5) / 2**64)
+
+
+def uniforms_of_keys(keys: np.ndarray, salt: str = "airspace") -> np.ndarray:
+    """`candidate_uniforms` of many candidates by their `candidate_key`s (uint64): shape
+    keys.shape + (3,)."""
+    base = keys.astype(np.uint64) ^ np.uint64(_salt_key(salt))
+    out = np.empty((*keys.shape, 3))
+    with np.errstate(over="ignore"):
+        for i in range(3):
+            x = base + np.uint64((i * _GOLDEN) & _MASK) + np.uint64(_GOLDEN)
+            x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            x = x ^ (x >> np.uint64(31))
+            out[..., i] = (x.astype(np.float64) + 0.5) / 2.0**64
+    return out
+
+
+def optimism(u: np.ndarray) -> np.ndarray:
+    """Uniform draws as standardised logistic ones (mean 0, variance 1): the quantile at
+    which a candidate reads its posteriors."""
+    result: np.ndarray = np.log(u / (1.0 - u)) * (np.sqrt(3.0) / np.pi)
+    return result
+
+
+def quantile_rates(a: np.ndarray, b: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The rate at standardised quantile `z` of Beta(a, b), by the approximation of its
+    logit as mean log(a/b), variance 1/a + 1/b: skewed near 0 and 1 as a Beta is."""
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-(np.log(a / b) + z * np.sqrt(1.0 / a + 1.0 / b))))
+    return result
+
+
+def sticky_uplift(estimate: Estimate, u_treated: float, u_control: float) -> float:
+    """A candidate's Thompson draw of the uplift, from its sticky numbers."""
+    t, c = estimate.treated, estimate.control
+    rates = quantile_rates(
+        np.array([t.a, c.a]), np.array([t.b, c.b]), optimism(np.array([u_treated, u_control]))
+    )
+    return float(rates[0] - rates[1])
 
 
 # Traits by which a customer's own systems declare purchase history from before Airspace.

@@ -284,7 +284,7 @@ class JourneyRuntime:
                 ws.settings,
                 now,
                 policy=policy,
-                estimator=self.estimator or controller.thompson(evidence, rng),
+                estimator=self.estimator or controller.thompson(evidence),
                 rng=rng,
             )
             records.append(record)

@@ -18,8 +18,7 @@ from airspace.domain.controller import (
     decide,
     thompson,
 )
-from airspace.domain.journeys import bucket
-from airspace.domain.uplift import Evidence, Tally
+from airspace.domain.uplift import Evidence, Tally, candidate_uniforms
 from airspace.domain.workspace_settings import Cap, ChannelSettings, Exclusion, WorkspaceSettings
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -220,7 +219,7 @@ def test_the_message_holdout_is_sticky_per_candidate_and_takes_its_share() -> No
     for i in range(2000):
         c = replace(CART, id=f"c{i}")
         [d] = decide([c], person(), [], settings, NOW, policy="first_come").decisions
-        assert (d.outcome == "withhold") == (bucket("airspace", c.id, "message-holdout") < 0.2)
+        assert (d.outcome == "withhold") == (candidate_uniforms(c.id)[0] < 0.2)
         withheld += d.outcome == "withhold"
     assert 340 < withheld < 460
 
@@ -286,18 +285,16 @@ def test_the_learned_policy_picks_the_journey_its_evidence_favours() -> None:
         ("birthday", "control", "", "repeat"): Tally(3000, 150, 7500),
     }
     evidence = Evidence(tallies)
-    rng = np.random.default_rng(3)
-
     wins = 0
-    for _ in range(200):
+    for i in range(200):
         record = decide(
-            COLLISION,
+            [replace(c, id=f"{c.id}-{i}") for c in COLLISION],
             person(),
             [],
             SETTINGS,
             NOW,
             policy="airspace",
-            estimator=thompson(evidence, rng),
+            estimator=thompson(evidence),
         )
         wins += record.assessments[2].decision.outcome == "send"
     assert wins >= 190
@@ -317,20 +314,47 @@ def test_no_policy_exceeds_a_cap(policy: Any) -> None:
 
 
 def test_a_new_journey_is_sent_to_learn_even_when_its_draw_is_low() -> None:
-    rng = np.random.default_rng(5)
-    sent = 0
-    for _ in range(50):
+    sent, low = 0, 0
+    for i in range(50):
         record = decide(
-            [CART],
+            [replace(CART, id=f"cart-{i}")],
             person(),
             [],
             SETTINGS,
             NOW,
             policy="airspace",
-            estimator=thompson(Evidence({}), rng),
+            estimator=thompson(Evidence({})),
         )
         score = record.assessments[0].score
         assert score is not None
         assert score.learning
         sent += record.decisions[0].outcome == "send"
+        low += score.total <= 0
     assert sent == 50
+    assert low > 5  # drawn below zero, and sent all the same
+
+
+def test_a_candidate_keeps_its_draw_when_it_competes_again() -> None:
+    """Losing and coming back is not a new lottery ticket: the same candidate, decided
+    again with the same evidence, draws the same; another candidate draws anew."""
+    evidence = Evidence({("cart", "treated", "email", "repeat"): Tally(50, 5, 250)})
+    first = decide(
+        [CART], person(), [], SETTINGS, NOW, policy="airspace", estimator=thompson(evidence)
+    )
+    later = NOW + timedelta(hours=4)
+    again = decide(
+        [CART], person(), [], SETTINGS, later, policy="airspace", estimator=thompson(evidence)
+    )
+    other = decide(
+        [replace(CART, id="c-cart-2")],
+        person(),
+        [],
+        SETTINGS,
+        NOW,
+        policy="airspace",
+        estimator=thompson(evidence),
+    )
+    draw = first.assessments[0].score
+    assert draw is not None
+    assert again.assessments[0].score == draw
+    assert other.assessments[0].score != draw

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from airspace.domain.batch import Batch, Tables, decide_batch
-from airspace.domain.controller import Candidate, Recipient, Sent, decide
-from airspace.domain.journeys import bucket
-from airspace.domain.uplift import Evidence, Tally
+from airspace.domain.controller import Candidate, Recipient, Sent, decide, thompson
+from airspace.domain.uplift import Evidence, Tally, candidate_uniforms
 from airspace.domain.workspace_settings import ChannelSettings, WorkspaceSettings
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -56,11 +55,11 @@ def test_the_batch_path_picks_what_decide_picks(seed: int) -> None:
     room = recent < 3
     draws = rng.normal(0.01, 0.03, size=(n, k, len(CHANNELS)))
     ids = [[f"c{p}-{slot}" for slot in range(k)] for p in range(n)]
-    holdout = np.array([[bucket("airspace", cid, "message-holdout") for cid in row] for row in ids])
+    sticky = np.array([[candidate_uniforms(cid) for cid in row] for row in ids])
     batch = Batch(
-        JOURNEYS, STRATA, CHANNELS, journey, eligible, tier, stratum, recent, room, holdout
+        JOURNEYS, STRATA, CHANNELS, journey, eligible, tier, stratum, recent, room, sticky
     )
-    chosen = decide_batch(batch, tables, SETTINGS, rng, draws=draws)
+    chosen = decide_batch(batch, tables, SETTINGS, draws=draws)
 
     for p in range(n):
         cands = []
@@ -115,3 +114,54 @@ def test_the_batch_path_picks_what_decide_picks(seed: int) -> None:
                 chosen.scores[p],
                 [(a.candidate.id, a.score) for a in record.assessments],
             )
+
+
+def test_the_batch_draws_are_the_candidates_own() -> None:
+    """Without given draws, the batch reads each candidate's sticky quantile, as `thompson`
+    does: the same winners as `decide` with the real estimator."""
+    rng = np.random.default_rng(9)
+    ev = evidence(rng)
+    tables = Tables.of(ev, JOURNEYS, CHANNELS, STRATA)
+    n, k = 100, 3
+    journey = rng.integers(0, len(JOURNEYS), size=(n, k))
+    eligible = np.zeros((n, k, len(CHANNELS)), dtype=bool)
+    eligible[:, :, 0] = True  # email only, for everyone
+    ids = [[f"d{p}-{slot}" for slot in range(k)] for p in range(n)]
+    sticky = np.array([[candidate_uniforms(cid) for cid in row] for row in ids])
+    stratum = rng.integers(0, len(STRATA), size=n)
+    zeros = np.zeros(n, dtype=int)
+    batch = Batch(
+        JOURNEYS,
+        STRATA,
+        CHANNELS,
+        journey,
+        eligible,
+        np.zeros((n, k), dtype=int),
+        stratum,
+        zeros,
+        np.ones(n, dtype=bool),
+        sticky,
+    )
+    chosen = decide_batch(batch, tables, SETTINGS)
+    for p in range(n):
+        cands = [
+            Candidate(
+                ids[p][s],
+                f"p{p}",
+                f"e{p}-{s}",
+                JOURNEYS[journey[p, s]],
+                "m",
+                ("email",),
+                "x",
+                NOW - timedelta(minutes=k - s),
+                NOW + timedelta(days=1),
+            )
+            for s in range(k)
+        ]
+        who = Recipient(f"p{p}", {}, {"email": "a"}, stratum=STRATA[stratum[p]])
+        record = decide(cands, who, [], SETTINGS, NOW, policy="airspace", estimator=thompson(ev))
+        sent = [
+            a.candidate.id for a in record.assessments if a.decision.outcome in ("send", "withhold")
+        ]
+        expected = [ids[p][int(chosen.slot[p])]] if chosen.slot[p] >= 0 else []
+        assert sent == expected, p

@@ -72,7 +72,7 @@ def learn(seed: int, rounds: int, measured: int) -> float:
             SETTINGS,
             NOW,
             policy="airspace",
-            estimator=thompson(evidence, rng),
+            estimator=thompson(evidence),
             rng=rng,
         )
         for a in record.assessments:

@@ -12,10 +12,14 @@ from airspace.domain.uplift import (
     Beta,
     Evidence,
     Tally,
+    candidate_key,
+    candidate_uniforms,
     channel_response,
     draw_uplift,
     lifecycle_stage,
+    sticky_uplift,
     stratum_of,
+    uniforms_of_keys,
 )
 from airspace.domain.workspace_settings import Stratum, WorkspaceSettings
 
@@ -166,3 +170,33 @@ def test_channel_response_prefers_where_the_person_engages() -> None:
     assert channel_response(engaged, "push", ["email", "push"]) > 1.0
     assert channel_response(engaged, "email", ["email", "push"]) < 1.0
     assert channel_response(engaged, "email", []) == 1.0
+
+
+def test_sticky_numbers_are_the_same_one_by_one_and_in_bulk() -> None:
+    ids = ["019d45b234802d43d3c5064c34", "c-cart", "01a1a0d9f10065fc3deb908f99", ""]
+    keys = np.array([candidate_key(i) for i in ids], dtype=np.uint64)
+    assert np.array_equal(uniforms_of_keys(keys), np.array([candidate_uniforms(i) for i in ids]))
+    assert candidate_uniforms("c-cart") == candidate_uniforms("c-cart")
+    assert candidate_uniforms("c-cart") != candidate_uniforms("c-cart", salt="other")
+
+
+def test_sticky_numbers_are_uniform_and_independent() -> None:
+    u = np.array([candidate_uniforms(f"{i:026x}") for i in range(20_000)])
+    assert np.all((u > 0) & (u < 1))
+    assert np.allclose(u.mean(axis=0), 0.5, atol=0.01)
+    assert abs(np.corrcoef(u.T)[0, 1]) < 0.03
+    assert abs(np.corrcoef(u.T)[1, 2]) < 0.03
+
+
+def test_the_sticky_draw_reads_the_posterior_at_the_candidates_quantile() -> None:
+    estimate = Evidence(
+        {
+            ("j", "treated", "email", "s"): Tally(400, 80, 0),
+            ("j", "control", "", "s"): Tally(400, 40, 0),
+        }
+    ).estimate("j", "email", "s")
+    middle = sticky_uplift(estimate, 0.5, 0.5)
+    assert middle == pytest.approx(estimate.uplift, abs=0.005)
+    assert sticky_uplift(estimate, 0.95, 0.05) > middle > sticky_uplift(estimate, 0.05, 0.95)
+    draws = [sticky_uplift(estimate, *candidate_uniforms(str(i))[1:]) for i in range(3000)]
+    assert np.mean(draws) == pytest.approx(estimate.uplift, abs=0.005)
