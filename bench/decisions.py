@@ -13,7 +13,7 @@ stratum among the 5 lifecycle stages. The uplift `Evidence` is built from tallie
 10 journeys x 3 channels x 5 strata (plus the control arm), thousands of trials each.
 
 1. pure: per person, timed with time.perf_counter_ns: the engine's per-person random
-   generator (`airspace.engine.journeys._rng`), `thompson(evidence, rng)`, `decide(...)`
+   generator (`airspace.engine.journeys._rng`), `thompson(evidence)`, `decide(...)`
    with policy "airspace", then `record_to_json(record)`. Reported: p50, p95, p99, max
    and decisions/s; the same persons decided with policy "first_come" in the same run
    (interleaved per chunk of 1,000 persons) give the baseline ratio. The orjson encoding
