@@ -58,7 +58,6 @@ __all__ = [
     "Score",
     "Sent",
     "addresses",
-    "could_send",
     "decide",
     "decision_due",
     "first_come",
@@ -430,21 +429,6 @@ def thompson(evidence: Evidence) -> Estimator:
         return found
 
     return estimate
-
-
-def could_send(
-    candidate: Candidate, recipient: Recipient, settings: WorkspaceSettings
-) -> str | None:
-    """A channel the candidate could go on if it won (consent, address, suppression), or
-    None: held-out candidates count as control trials only if they could have been sent."""
-    for channel in candidate.channels:
-        if not (
-            rule_consent(candidate, channel, recipient, settings)
-            or rule_address(channel, recipient)
-            or rule_suppression(channel, recipient)
-        ):
-            return channel
-    return None
 
 
 Policy = Callable[

@@ -1,8 +1,9 @@
 """Uplift: what a journey's message adds to its goal, learned from Airspace's own holdouts.
 
 Evidence is counted per journey, arm, channel and stratum: a *treated* trial is
-a message sent; a *control* trial is a candidate that was held out (journey
-holdout, global control, or the message holdout of a decision's winner). A
+a decision's winner that was sent; a *control* trial a winner withheld by the
+message holdout (drawn at random among winners, so the arms compare like with
+like). A
 trial converts when its enrollment reaches the journey's goal. The conversion
 rate of each arm is a Beta posterior, pooled from coarse to fine — journey,
 then channel, then stratum for the treated arm; journey, then stratum for the

@@ -131,7 +131,6 @@ class JourneyRuntime:
         webhooks: list[tuple[str, str, Enrollment, CallWebhook]] = []
         changed_profiles: list[Profile] = []
         known: dict[str, tuple[Profile, Mapping[str, str]]] = {}
-        trials: list[log_repo.Trial] = []
         conversions: list[tuple[str, datetime, float]] = []
         for pid in pids:
             profile = profiles[pid]
@@ -151,9 +150,6 @@ class JourneyRuntime:
                 inputs += [TimerInput("segment", sid, now) for sid in ws.segments]
             reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
             writes.append(self._person_write(pid, reaction, mine))
-            trials += _control_trials(
-                ws, writes[-1], profile, known[pid][1], members.get(pid, {}), now
-            )
             conversions += _conversions(ws, reaction, mine)
             for call in reaction.webhooks:
                 enrollment = reaction.enrollments[call.enrollment_id]
@@ -168,7 +164,6 @@ class JourneyRuntime:
             stats.entered += len(reaction.entered)
             stats.exited += len(reaction.exited)
         repo.write_people(conn, writes, now)
-        log_repo.count_trials(conn, trials)
         log_repo.count_conversions(conn, conversions)
         repo.queue_webhooks(conn, webhooks, now)
         self.queued_calls += len(webhooks)
@@ -460,41 +455,6 @@ def _rng(profile_id: str, now: datetime) -> np.random.Generator:
     """The controller's random draws: reproducible per person and instant."""
     seed = hashlib.sha256(f"{profile_id}|{now.isoformat()}".encode()).digest()
     return np.random.default_rng(int.from_bytes(seed[:8], "big"))
-
-
-def _control_trials(
-    ws: Workspace,
-    write: PersonWrite,
-    profile: Profile,
-    addresses: Mapping[str, str],
-    segments: Iterable[str],
-    now: datetime,
-) -> list[log_repo.Trial]:
-    """Held-out candidates that could have been sent: control trials of their journey."""
-    held = [(cid, p) for cid, p, status in write.proposals if status == "held_out"]
-    if not held:
-        return []
-    recipient = _recipient(ws, profile, addresses, segments, now)
-    trials: list[log_repo.Trial] = []
-    for cid, p in held:
-        m = p.message
-        probe = Candidate(
-            cid,
-            profile.profile_id,
-            p.enrollment_id,
-            p.journey_id,
-            p.step_id,
-            m.channels,
-            m.content,
-            now,
-            p.expires_at,
-            m.topic,
-            transactional=m.transactional,
-        )
-        channel = controller.could_send(probe, recipient, ws.settings)
-        if channel is not None and not m.transactional:
-            trials.append((cid, p.journey_id, "control", channel, recipient.stratum))
-    return trials
 
 
 def _conversions(

@@ -1,8 +1,8 @@
 """The decision log and the uplift tallies the controller learns from.
 
-A candidate becomes an uplift *trial* when it is sent (arm treated) or held
-out (arm control: journey holdout, global control, message holdout); its arm
-and the person's stratum are written on the candidate. When an enrollment
+A decision's winner becomes an uplift *trial* when it is sent (arm treated) or
+withheld by the message holdout (arm control); its arm and the person's stratum
+are written on the candidate. When an enrollment
 reaches its goal, each of its trials proposed before the conversion counts a
 conversion (and its revenue) in its cell.
 """

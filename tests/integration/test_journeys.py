@@ -411,41 +411,71 @@ def test_many_exits_in_one_batch_withdraw_every_pending_candidate(
     assert rows(services, MessageRow) == []
 
 
-def test_held_out_candidates_are_control_trials_and_goals_convert_them(
+def test_uplift_is_learned_from_sent_and_withheld_winners_only(
     services: Services, send: Send, clock: SimulatedClock
 ) -> None:
-    """A journey holding everyone out: each reachable proposal is a control trial of its
-    stratum; the unreachable one is not; a goal reached converts the trial, with its value."""
+    """A sent winner is a treated trial, a withheld one (message holdout) a control trial;
+    journey-holdout candidates are not trials (they are not winners: comparing them with
+    winners would bias the estimate). A goal reached converts the trial, with its value."""
     from airspace.store.decisions import tallies
 
+    journey = (
+        "journey: cart\nentry: {event: Cart Abandoned}\nholdout: 0\n"
+        "goal: {event: Order Completed, within: 7d, value: properties.revenue}\n"
+        "steps:\n  - message: {channels: [email], content: cart-reminder}\n"
+    )
     put(
         services,
-        "journey: cart\nentry: {event: Cart Abandoned}\nholdout: 100%\n"
-        "goal: {event: Order Completed, within: 7d, value: properties.revenue}\n"
-        "steps:\n  - message: {channels: [email], content: cart-reminder}\n",
-        "controller: {decision_window: 0s, global_control: 0%, message_holdout: 0%}",
+        journey,
+        "controller: {decision_window: 0s, global_control: 0%, message_holdout: 100%}",
     )
     worker = services.worker()
     send(
-        {"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"}},
         {
             "type": "identify",
             "userId": "bo",
             "traits": {"email": "bo@example.com", "orders_count": 4, "last_order_at": "2026-10-30"},
         },
-        {"type": "identify", "userId": "cy"},  # no address: could not have been sent
-        *[{"type": "track", "userId": u, "event": "Cart Abandoned"} for u in ("ann", "bo", "cy")],
+        {"type": "track", "userId": "bo", "event": "Cart Abandoned"},
     )
     worker.drain()
-    assert rows(services, MessageRow) == []
+    put(
+        services,
+        journey,
+        "controller: {decision_window: 0s, global_control: 0%, message_holdout: 0%}",
+    )
+    send(
+        {"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"}},
+        {"type": "track", "userId": "ann", "event": "Cart Abandoned"},
+    )
+    worker.drain()
+    put(
+        services,
+        journey.replace("holdout: 0", "holdout: 100%"),
+        "controller: {decision_window: 0s}",
+    )
+    send(
+        {"type": "identify", "userId": "cy", "traits": {"email": "cy@example.com"}},
+        {"type": "track", "userId": "cy", "event": "Cart Abandoned"},
+    )
+    worker.drain()
+    assert [m.address for m in rows(services, MessageRow)] == ["ann@example.com"]
     clock.advance(timedelta(hours=2))
     send(
-        {"type": "track", "userId": "bo", "event": "Order Completed", "properties": {"revenue": 80}}
+        *[
+            {
+                "type": "track",
+                "userId": u,
+                "event": "Order Completed",
+                "properties": {"revenue": 80},
+            }
+            for u in ("bo", "cy")
+        ]
     )
     worker.drain()
     with services.db.read() as conn:
         found = tallies(conn)
     assert found == {
-        ("cart", "control", "", "prospect"): Tally(1.0, 0.0, 0.0),
         ("cart", "control", "", "repeat"): Tally(1.0, 1.0, 80.0),
+        ("cart", "treated", "email", "prospect"): Tally(1.0, 0.0, 0.0),
     }
