@@ -78,7 +78,7 @@ from airspace.store import decisions as log_repo  # noqa: E402
 from airspace.store import journeys as repo  # noqa: E402
 from airspace.store.database import Database  # noqa: E402
 from airspace.store.migrate import migrate  # noqa: E402
-from airspace.store.tables import CandidateRow, MessageRow, UpliftTallyRow  # noqa: E402
+from airspace.store.tables import CandidateRow, MessageRow  # noqa: E402
 
 TARGET_P99_MS = 5.0
 FULL = {"people": 20_000}
@@ -441,22 +441,7 @@ def message_row(person: Person, n: int, s: Sent) -> dict[str, Any]:
 def load(db: Database, count: int, seed: int) -> None:
     """Tallies, pending candidate rows and the messages already sent, in bulk."""
     with db.write() as conn:
-        repo.insert_rows(
-            conn,
-            UpliftTallyRow,
-            [
-                {
-                    "journey_id": j,
-                    "arm": arm,
-                    "channel": ch,
-                    "stratum": s,
-                    "trials": t.trials,
-                    "conversions": t.conversions,
-                    "revenue": t.revenue,
-                }
-                for (j, arm, ch, s), t in make_tallies(seed).items()
-            ],
-        )
+        log_repo.add_tallies(conn, make_tallies(seed))
     for chunk in people_in_chunks(count, seed):
         with db.write() as conn:
             repo.insert_rows(

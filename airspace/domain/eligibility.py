@@ -123,7 +123,8 @@ def rule_quiet_hours(
     return f"quiet hours {start:%H:%M}-{end:%H:%M} in {recipient.timezone.key}", ends
 
 
-def _in_scope(cap: Cap, channel: str, journey_id: str, topic: str | None) -> bool:
+def in_scope(cap: Cap, channel: str, journey_id: str, topic: str | None) -> bool:
+    """Does a message on this channel, of this journey and topic, count under the cap?"""
     kind, _, name = cap.scope.partition(":")
     if kind == "marketing":
         return True
@@ -148,10 +149,10 @@ def rule_caps(
             for s in history
             if not s.transactional
             and s.at > start
-            and _in_scope(cap, s.channel, s.journey_id, s.topic)
+            and in_scope(cap, s.channel, s.journey_id, s.topic)
         )
         if (
-            _in_scope(cap, channel, candidate.journey_id, candidate.topic)
+            in_scope(cap, channel, candidate.journey_id, candidate.topic)
             and len(counted) >= cap.max
         ):
             # The cap frees when the oldest message that keeps it full leaves the window;

@@ -187,19 +187,12 @@ class Evidence:
 
 
 def draw_uplift(rng: np.random.Generator, estimates: Sequence[Estimate]) -> np.ndarray:
-    """One Thompson draw of the uplift per estimate (vectorised)."""
+    """One random Thompson draw of the uplift per estimate (vectorised)."""
     if not estimates:
         return np.zeros(0)
-    params = np.array(
+    a1, b1, a0, b0 = np.array(
         [(e.treated.a, e.treated.b, e.control.a, e.control.b) for e in estimates], dtype=float
-    )
-    return draw_uplift_arrays(rng, params[:, 0], params[:, 1], params[:, 2], params[:, 3])
-
-
-def draw_uplift_arrays(
-    rng: np.random.Generator, a1: np.ndarray, b1: np.ndarray, a0: np.ndarray, b0: np.ndarray
-) -> np.ndarray:
-    """Thompson draws over arrays of posterior parameters: treated rate minus control rate."""
+    ).T
     result: np.ndarray = rng.beta(a1, b1) - rng.beta(a0, b0)
     return result
 

@@ -25,11 +25,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from airspace.bootstrap import Services, build_services
 from airspace.domain.clock import SimulatedClock
 from airspace.domain.controller import Candidate, PolicyName, Recipient
+from airspace.domain.eligibility import Sent, in_scope
 from airspace.domain.errors import InvalidInput
 from airspace.domain.events import Event, parse_message
 from airspace.domain.workspace_settings import WorkspaceSettings
@@ -39,10 +40,10 @@ from airspace.settings import Settings
 from airspace.sim.world import Action, Delivery, Truth, World
 from airspace.store.definitions import current_workspace
 from airspace.store.inbox import accept
+from airspace.store.journeys import sent_since
 from airspace.store.keys import create_key
 from airspace.store.migrate import migrate
 from airspace.store.tables import DecisionRow, IdentifierRow, MessageRow
-from airspace.store.tables import core as table_of
 
 POLICIES: tuple[PolicyName, ...] = ("airspace", "oracle", "first_come", "priority", "random")
 
@@ -263,20 +264,9 @@ class Simulation:
     def _result(self, days: int, seconds: float) -> SimResult:
         with self.services.db.read() as conn:
             settings = current_workspace(conn).settings
-            messages = conn.execute(
-                select(
-                    MessageRow.profile_id,
-                    MessageRow.sent_at,
-                    MessageRow.channel,
-                    MessageRow.journey_id,
-                    MessageRow.topic,
-                    MessageRow.transactional,
-                )
-            ).all()
-            decisions = conn.execute(select(table_of(DecisionRow).c.id)).all()
-        by_person: dict[str, list[Any]] = {}
-        for m in messages:
-            by_person.setdefault(m.profile_id, []).append(m)
+            people = list(conn.execute(select(MessageRow.profile_id).distinct()).scalars())
+            history = sent_since(conn, people, self.world.start() - timedelta(days=1))
+            decisions = conn.execute(select(func.count()).select_from(DecisionRow)).scalar_one()
         seed = getattr(self.world, "seed", 0)
         return SimResult(
             world=self.world.name,
@@ -285,9 +275,9 @@ class Simulation:
             customers=len(self.world.customers()),
             days=days,
             truth=self.world.truth(),
-            sent=len(messages),
-            decisions=len(decisions),
-            cap_violations=sum(cap_violations(ms, settings) for ms in by_person.values()),
+            sent=sum(len(sent) for sent in history.values()),
+            decisions=decisions,
+            cap_violations=sum(cap_violations(sent, settings) for sent in history.values()),
             seconds=seconds,
         )
 
@@ -298,21 +288,13 @@ class Simulation:
             self._tmp.cleanup()
 
 
-def cap_violations(messages: Sequence[Any], settings: WorkspaceSettings) -> int:
+def cap_violations(messages: Sequence[Sent], settings: WorkspaceSettings) -> int:
     """How many messages to one person broke a cap (counted against the messages before
     them in the cap's rolling window)."""
     broken = 0
-    marketing = sorted((m for m in messages if not m.transactional), key=lambda m: m.sent_at)
+    marketing = sorted((m for m in messages if not m.transactional), key=lambda m: m.at)
     for cap in settings.caps:
-        kind, _, name = cap.scope.partition(":")
-        scoped = [
-            m.sent_at
-            for m in marketing
-            if kind == "marketing"
-            or (kind == "channel" and m.channel == name)
-            or (kind == "topic" and m.topic == name)
-            or (kind == "journey" and m.journey_id == name)
-        ]
+        scoped = [m.at for m in marketing if in_scope(cap, m.channel, m.journey_id, m.topic)]
         for i, at in enumerate(scoped):
             inside = [t for t in scoped[: i + 1] if t > at - cap.per]
             broken += len(inside) > cap.max

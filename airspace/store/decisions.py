@@ -9,7 +9,7 @@ conversion (and its revenue) in its cell.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -96,7 +96,7 @@ def count_trials(conn: Connection, trials: Sequence[Trial]) -> None:
     for _, journey, arm, channel, stratum in trials:
         key = _key(journey, arm, channel, stratum)
         cells[key] = cells.get(key, Tally()) + Tally(1.0)
-    _add(conn, cells)
+    add_tallies(conn, cells)
 
 
 def count_conversions(conn: Connection, conversions: Sequence[tuple[str, datetime, float]]) -> None:
@@ -121,7 +121,7 @@ def count_conversions(conn: Connection, conversions: Sequence[tuple[str, datetim
             if row.created_at <= at:
                 key = _key(row.journey_id, row.arm, row.channel or ANY, row.stratum)
                 cells[key] = cells.get(key, Tally()) + Tally(0.0, 1.0, value)
-    _add(conn, cells)
+    add_tallies(conn, cells)
 
 
 def _key(journey: str, arm: str, channel: str, stratum: str) -> TallyKey:
@@ -134,7 +134,8 @@ def _key(journey: str, arm: str, channel: str, stratum: str) -> TallyKey:
     )
 
 
-def _add(conn: Connection, cells: dict[TallyKey, Tally]) -> None:
+def add_tallies(conn: Connection, cells: Mapping[TallyKey, Tally]) -> None:
+    """Add to the cells' trials, conversions and revenue (creating the cells)."""
     upsert_many(
         conn,
         UpliftTallyRow.__tablename__,
