@@ -36,7 +36,10 @@ def compare(
     world that cannot be loaded)."""
     table = Table(title=f"{world}: {customers:,} customers, {days} days, seed {seed}")
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "policy" else "right")
+        if column == "policy":  # the one column that must never be cut on a narrow terminal
+            table.add_column(column, no_wrap=True, min_width=10)
+        else:
+            table.add_column(column, justify="right")
     results: list[SimResult] = []
     for name in policies:
         with console.status(f"{name}: simulating {days} days"):
