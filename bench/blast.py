@@ -81,7 +81,7 @@ def batch(rng: np.random.Generator, n: int) -> Batch:
         stratum=rng.integers(0, len(STRATA), size=n),
         recent=recent,
         room=recent < 3,
-        sticky=np.zeros((n, k, 3)),  # filled in the timed loop (see `with_sticky`)
+        sticky=np.zeros((n, k, 2)),  # filled in the timed loop (see `with_sticky`)
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from airspace.domain.uplift import Evidence, optimism, quantile_rates
+from airspace.domain.uplift import Evidence, optimism
 from airspace.domain.workspace_settings import WorkspaceSettings
 
 Floats = np.ndarray
@@ -44,7 +44,7 @@ class Batch:
     stratum: Ints  # (N,)
     recent: Ints  # (N,) marketing messages in the fatigue window
     room: Bools  # (N,)
-    sticky: Floats  # (N, K, 3)
+    sticky: Floats  # (N, K, 2)
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,8 @@ class BatchDecision:
 class Tables:
     """The evidence as arrays indexed by journey, channel and stratum."""
 
-    a1: Floats  # (J, C, S)
-    b1: Floats
-    a0: Floats
-    b0: Floats
+    mean: Floats  # (J, C, S) the uplift's posterior mean
+    spread: Floats  # (J, C, S) and its standard deviation
     value: Floats  # (J,)
     learning: Bools  # (J,)
 
@@ -80,17 +78,16 @@ class Tables:
         strata: Sequence[str],
     ) -> Tables:
         shape = (len(journeys), len(channels), len(strata))
-        a1, b1, a0, b0 = (np.empty(shape) for _ in range(4))
+        mean, spread = np.empty(shape), np.empty(shape)
         value = np.empty(len(journeys))
         for j, journey in enumerate(journeys):
             for c, channel in enumerate(channels):
                 for s, stratum in enumerate(strata):
                     e = evidence.estimate(journey, channel, stratum)
-                    a1[j, c, s], b1[j, c, s] = e.treated.a, e.treated.b
-                    a0[j, c, s], b0[j, c, s] = e.control.a, e.control.b
+                    mean[j, c, s], spread[j, c, s] = e.uplift, e.spread
                     value[j] = e.value
         learning = np.array([evidence.learning(j) for j in journeys], dtype=bool)
-        return cls(a1, b1, a0, b0, value, learning)
+        return cls(mean, spread, value, learning)
 
 
 def decide_batch(
@@ -107,17 +104,14 @@ def decide_batch(
     # Only the usable (person, candidate, channel) triples are looked up and drawn.
     where = np.nonzero(usable)
     jj, cc, ss = j[where[0], where[1], 0], c[0, 0, where[2]], s[where[0], 0, 0]
-    a1, b1 = tables.a1[jj, cc, ss], tables.b1[jj, cc, ss]
-    a0, b0 = tables.a0[jj, cc, ss], tables.b0[jj, cc, ss]
+    mean = tables.mean[jj, cc, ss]
     means = np.full(usable.shape, np.nan)
-    means[where] = a1 / (a1 + b1) - a0 / (a0 + b0)
+    means[where] = mean
     if draws is not None:
         drawn = draws[where]
     else:
-        u = batch.sticky[where[0], where[1]]
-        drawn = quantile_rates(a1, b1, optimism(u[:, 1])) - quantile_rates(
-            a0, b0, optimism(u[:, 2])
-        )
+        u = batch.sticky[where[0], where[1], 1]
+        drawn = mean + optimism(u) * tables.spread[jj, cc, ss]
     costs = np.array(
         [settings.channels[ch].cost if ch in settings.channels else 0.0 for ch in batch.channels]
     )

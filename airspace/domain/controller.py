@@ -418,13 +418,13 @@ def thompson(evidence: Evidence) -> Estimator:
         pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
     ) -> list[tuple[float, float, float, bool]]:
         found: list[tuple[float, float, float, bool]] = []
-        sticky: dict[str, tuple[float, float, float]] = {}
+        sticky: dict[str, tuple[float, float]] = {}
         for candidate, channel in pairs:
             e = evidence.estimate(candidate.journey_id, channel, recipient.stratum)
             u = sticky.get(candidate.id)
             if u is None:
                 u = sticky[candidate.id] = candidate_uniforms(candidate.id)
-            draw = sticky_uplift(e, u[1], u[2])
+            draw = sticky_uplift(e, u[1])
             found.append((e.uplift, draw, e.value, evidence.learning(candidate.journey_id)))
         return found
 

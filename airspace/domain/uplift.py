@@ -3,14 +3,23 @@
 Evidence is counted per journey, arm, channel and stratum: a *treated* trial is
 a decision's winner that was sent; a *control* trial a winner withheld by the
 message holdout (drawn at random among winners, so the arms compare like with
-like). A
-trial converts when its enrollment reaches the journey's goal. The conversion
-rate of each arm is a Beta posterior, pooled from coarse to fine — journey,
-then channel, then stratum for the treated arm; journey, then stratum for the
-control arm (not sending is the same on every channel) — so a thin stratum
-borrows from its journey and a new journey starts from a weak prior. The
-uplift is treated minus control; the controller draws from both posteriors
-(Thompson sampling) so it keeps exploring while it exploits.
+like). A trial converts when its enrollment reaches the journey's goal.
+
+What is pooled is the *uplift*, not each arm's rate. People of different
+strata buy at very different rates whether messaged or not; shrinking a thin
+stratum's control rate towards its journey's (as pooling each arm apart would)
+mixes those baselines into the uplift and favours the strata that buy anyway.
+So the uplift of a journey for a stratum is a normal posterior whose prior is
+the journey's uplift measured on the *other* strata, widened by how much
+uplifts really differ between strata (estimated from the data of every journey,
+empirical Bayes), and whose data is the stratum's own treated-minus-control
+difference. A thin stratum thus borrows its journey's uplift, a well-measured
+one follows its own, and a new journey starts from a weak prior centred on no
+uplift. Not sending is the same on every channel, so a channel changes the
+estimate only by its treated rate against the stratum's (pooled journey →
+channel → stratum). The controller reads each candidate's draw at a sticky
+quantile of that posterior (Thompson sampling), so it keeps exploring while it
+exploits.
 
 Strata are "people like this one": the first configured stratum (a segment)
 the person is in, else a lifecycle stage from their purchases.
@@ -33,10 +42,15 @@ from airspace.domain.workspace_settings import WorkspaceSettings
 Arm = Literal["treated", "control"]
 ARMS: tuple[Arm, ...] = ("treated", "control")
 ANY = ""  # the channel of the control arm, and "all strata" in pooled keys
-# The prior of a journey nothing is known about: any goal rate alike (Beta(1, 1)), so
-# that a new journey's draws range widely and it gets tried.
+# The prior of a journey nothing is known about: any goal rate alike (Beta(1, 1)), and an
+# uplift centred on none but wide enough (standard deviation 0.25) that it gets tried.
 PRIOR_A = 1.0
 PRIOR_B = 1.0
+PRIOR_UPLIFT_SD = 0.25
+# How much a journey's uplift differs between strata (standard deviation) when the data
+# cannot say yet, and the bounds of what the data may say.
+SPREAD_DEFAULT = 0.03
+SPREAD_BOUNDS = (0.005, 0.10)
 LIFECYCLE = ("prospect", "new", "repeat", "lapsing", "lapsed")
 
 
@@ -74,19 +88,20 @@ class Beta:
     def weight(self) -> float:
         return self.a + self.b
 
+    @property
+    def variance(self) -> float:
+        n = self.a + self.b
+        return self.a * self.b / (n * n * (n + 1.0))
+
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
     """What Airspace believes one message adds for people of one stratum."""
 
-    treated: Beta
-    control: Beta
+    uplift: float  # the posterior mean of the uplift on the goal rate
+    spread: float  # its posterior standard deviation
+    treated: Beta  # the goal rate when sent on this channel (pooled)
     value: float  # the goal's value per conversion
-
-    @property
-    def uplift(self) -> float:
-        """The posterior mean of the uplift on the goal rate."""
-        return self.treated.mean - self.control.mean
 
 
 def _observe(prior: Beta, tally: Tally) -> Beta:
@@ -102,6 +117,26 @@ def _minus(whole: Tally, part: Tally) -> Tally:
     )
 
 
+def raw_uplift(treated: Tally, control: Tally) -> tuple[float, float]:
+    """Treated minus control rate from these trials alone, and its variance. Each arm's
+    weak prior (one trial) sits at both arms' rate together, so an empty arm says "no
+    difference, very unsure" rather than "50%"."""
+    both = (treated.conversions + control.conversions + 1.0) / (
+        treated.trials + control.trials + 2.0
+    )
+    prior = Beta(both, 1.0 - both)
+    t, c = _observe(prior, treated), _observe(prior, control)
+    return t.mean - c.mean, t.variance + c.variance
+
+
+def _combine(
+    mean: float, variance: float, data: float, data_variance: float
+) -> tuple[float, float]:
+    """A normal prior updated by a normal measurement: precision-weighted."""
+    precision = 1.0 / variance + 1.0 / data_variance
+    return (mean / variance + data / data_variance) / precision, 1.0 / precision
+
+
 @dataclass
 class Evidence:
     """The tallies of a workspace, with their pooled sums; answers `estimate` quickly."""
@@ -111,7 +146,9 @@ class Evidence:
     _sums: dict[TallyKey, Tally] = field(default_factory=dict, init=False)
     _value: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
     _cache: dict[tuple[str, str, str], Estimate] = field(default_factory=dict, init=False)
+    _strata: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict, init=False)
     _learning: dict[str, bool] = field(default_factory=dict, init=False)
+    between: float = field(default=SPREAD_DEFAULT, init=False)
 
     def __post_init__(self) -> None:
         sums: dict[TallyKey, Tally] = {}
@@ -120,6 +157,7 @@ class Evidence:
                 channel = ANY
             for key in {
                 (journey, arm, ANY, ANY),
+                (journey, arm, ANY, stratum),
                 (journey, arm, channel, ANY),
                 (journey, arm, channel, stratum),
             }:
@@ -140,6 +178,37 @@ class Evidence:
             for j, (revenue, conversions) in self._value.items()
         }
         self._value[ANY] = (mean_value, total.conversions)
+        self.between = self._between_strata()
+
+    def _sum(self, journey: str, arm: Arm, channel: str, stratum: str) -> Tally:
+        return self._sums.get((journey, arm, channel, stratum), Tally())
+
+    def _split(self, journey: str, stratum: str) -> tuple[float, float, float, float]:
+        """The raw uplift (and variance) of a journey in one stratum and on all the others."""
+        mine_t = self._sum(journey, "treated", ANY, stratum)
+        mine_c = self._sum(journey, "control", ANY, stratum)
+        others_t = _minus(self._sum(journey, "treated", ANY, ANY), mine_t)
+        others_c = _minus(self._sum(journey, "control", ANY, ANY), mine_c)
+        return (*raw_uplift(mine_t, mine_c), *raw_uplift(others_t, others_c))
+
+    def _between_strata(self) -> float:
+        """How much uplifts differ between the strata of a journey (a standard deviation),
+        by the method of moments over every measured (journey, stratum): the squared gap
+        between a stratum and the rest of its journey beyond what noise explains."""
+        excess = weights = 0.0
+        for journey, arm, channel, stratum in self._sums:
+            if arm != "control" or channel != ANY or stratum == ANY:
+                continue
+            mine, mine_var, others, others_var = self._split(journey, stratum)
+            noise = mine_var + others_var
+            if self._sum(journey, "control", ANY, stratum).trials < 10 or noise <= 0.0:
+                continue
+            excess += ((mine - others) ** 2 - noise) / noise
+            weights += 1.0 / noise
+        if not weights:
+            return SPREAD_DEFAULT
+        low, high = SPREAD_BOUNDS
+        return float(np.clip(np.sqrt(max(excess / weights, 0.0)), low, high))
 
     def _chain(self, keys: Sequence[TallyKey]) -> Beta:
         """The posterior of the finest cell: each level's prior is its parent's evidence
@@ -165,12 +234,25 @@ class Evidence:
             )
         return found
 
+    def stratum_uplift(self, journey: str, stratum: str) -> tuple[float, float]:
+        """The posterior mean and variance of a journey's uplift in a stratum, whatever the
+        channel: the journey's uplift on the other strata (from a weak prior), widened by
+        the spread between strata, updated by the stratum's own difference."""
+        key = (journey, stratum)
+        found = self._strata.get(key)
+        if found is None:
+            mine, mine_var, others, others_var = self._split(journey, stratum)
+            mean, variance = _combine(0.0, PRIOR_UPLIFT_SD**2, others, others_var)
+            found = self._strata[key] = _combine(mean, variance + self.between**2, mine, mine_var)
+        return found
+
     def estimate(self, journey: str, channel: str, stratum: str) -> Estimate:
-        """The pooled posteriors of sending this journey's message on `channel` to people
-        of `stratum` versus not sending it."""
+        """The posterior of sending this journey's message on `channel` to people of
+        `stratum` versus not sending it."""
         key = (journey, channel, stratum)
         found = self._cache.get(key)
         if found is None:
+            mean, variance = self.stratum_uplift(journey, stratum)
             treated = self._chain(
                 [
                     (journey, "treated", ANY, ANY),
@@ -178,23 +260,14 @@ class Evidence:
                     (journey, "treated", channel, stratum),
                 ]
             )
-            control = self._chain(
-                [(journey, "control", ANY, ANY), (journey, "control", ANY, stratum)]
+            any_channel = self._chain(
+                [(journey, "treated", ANY, ANY), (journey, "treated", ANY, stratum)]
             )
             value = self._value.get(journey, self._value[ANY])[0]
-            found = self._cache[key] = Estimate(treated, control, value)
+            found = self._cache[key] = Estimate(
+                mean + treated.mean - any_channel.mean, float(np.sqrt(variance)), treated, value
+            )
         return found
-
-
-def draw_uplift(rng: np.random.Generator, estimates: Sequence[Estimate]) -> np.ndarray:
-    """One random Thompson draw of the uplift per estimate (vectorised)."""
-    if not estimates:
-        return np.zeros(0)
-    a1, b1, a0, b0 = np.array(
-        [(e.treated.a, e.treated.b, e.control.a, e.control.b) for e in estimates], dtype=float
-    ).T
-    result: np.ndarray = rng.beta(a1, b1) - rng.beta(a0, b0)
-    return result
 
 
 _MASK = (1 << 64) - 1
@@ -224,23 +297,23 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def candidate_uniforms(candidate_id: str, salt: str = "airspace") -> tuple[float, float, float]:
-    """Three sticky numbers in (0, 1) fixed by a candidate's id: its message-holdout draw,
-    and how optimistic its Thompson draw is about the treated and the control rate. A
+def candidate_uniforms(candidate_id: str, salt: str = "airspace") -> tuple[float, float]:
+    """Two sticky numbers in (0, 1) fixed by a candidate's id: its message-holdout draw and
+    the quantile at which its Thompson draw reads the uplift's posterior. A
     candidate decided again keeps them, so losing and competing again is not a new
     lottery ticket each time. `uniforms_of_keys` computes the same for many at once."""
     key = candidate_key(candidate_id) ^ _salt_key(salt)
-    first, second, third = (_mix((key + i * _GOLDEN) & _MASK) for i in range(3))
-    return ((first + 0.5) / 2**64, (second + 0.5) / 2**64, (third + 0.5) / 2**64)
+    first, second = (_mix((key + i * _GOLDEN) & _MASK) for i in range(2))
+    return ((first + 0.5) / 2**64, (second + 0.5) / 2**64)
 
 
 def uniforms_of_keys(keys: np.ndarray, salt: str = "airspace") -> np.ndarray:
     """`candidate_uniforms` of many candidates by their `candidate_key`s (uint64): shape
-    keys.shape + (3,)."""
+    keys.shape + (2,)."""
     base = keys.astype(np.uint64) ^ np.uint64(_salt_key(salt))
-    out = np.empty((*keys.shape, 3))
+    out = np.empty((*keys.shape, 2))
     with np.errstate(over="ignore"):
-        for i in range(3):
+        for i in range(2):
             x = base + np.uint64((i * _GOLDEN) & _MASK) + np.uint64(_GOLDEN)
             x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
             x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -256,20 +329,9 @@ def optimism(u: np.ndarray) -> np.ndarray:
     return result
 
 
-def quantile_rates(a: np.ndarray, b: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """The rate at standardised quantile `z` of Beta(a, b), by the approximation of its
-    logit as mean log(a/b), variance 1/a + 1/b: skewed near 0 and 1 as a Beta is."""
-    result: np.ndarray = 1.0 / (1.0 + np.exp(-(np.log(a / b) + z * np.sqrt(1.0 / a + 1.0 / b))))
-    return result
-
-
-def sticky_uplift(estimate: Estimate, u_treated: float, u_control: float) -> float:
-    """A candidate's Thompson draw of the uplift, from its sticky numbers."""
-    t, c = estimate.treated, estimate.control
-    rates = quantile_rates(
-        np.array([t.a, c.a]), np.array([t.b, c.b]), optimism(np.array([u_treated, u_control]))
-    )
-    return float(rates[0] - rates[1])
+def sticky_uplift(estimate: Estimate, u: float) -> float:
+    """A candidate's Thompson draw of the uplift at its sticky number `u` in (0, 1)."""
+    return estimate.uplift + float(optimism(np.array(u))) * estimate.spread
 
 
 # Traits by which a customer's own systems declare purchase history from before Airspace.

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 
 from airspace.domain import timing
 from airspace.domain.decision_log import explain
 from airspace.domain.errors import NotFound
-from airspace.domain.uplift import ANY, Evidence, Tally, draw_uplift
+from airspace.domain.uplift import ANY, Evidence, Tally
 from airspace.store import decisions as decisions_repo
 from airspace.store.admin import current_profile_id
 from airspace.store.database import Database
@@ -185,12 +184,10 @@ def uplift_report(db: Database) -> list[dict[str, Any]]:
         tallies = decisions_repo.tallies(conn)
         settings = current_workspace(conn).settings
     evidence = Evidence(tallies, settings.prior_strength)
-    rng = np.random.default_rng(0)
     rows: list[dict[str, Any]] = []
     cells = sorted({(j, ch, s) for (j, arm, ch, s) in tallies if arm == "treated"})
     for journey, channel, stratum in cells:
         estimate = evidence.estimate(journey, channel, stratum)
-        draws = draw_uplift(rng, [estimate] * 4000)
         treated = tallies[journey, "treated", channel, stratum]
         control = tallies.get((journey, "control", ANY, stratum), Tally())
         rows.append(
@@ -201,7 +198,9 @@ def uplift_report(db: Database) -> list[dict[str, Any]]:
                 "treated": {"trials": treated.trials, "conversions": treated.conversions},
                 "control": {"trials": control.trials, "conversions": control.conversions},
                 "uplift": round(estimate.uplift, 6),
-                "uplift_90": [round(float(q), 6) for q in np.quantile(draws, [0.05, 0.95])],
+                "uplift_90": [
+                    round(estimate.uplift + z * estimate.spread, 6) for z in (-1.645, 1.645)
+                ],
                 "value_per_conversion": round(estimate.value, 4),
                 "incremental_value_per_message": round(estimate.uplift * estimate.value, 6),
             }
