@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -53,6 +53,7 @@ __all__ = [
     "Decision",
     "DecisionRecord",
     "Estimator",
+    "Guess",
     "PolicyName",
     "Recipient",
     "Score",
@@ -95,18 +96,25 @@ class Score:
     cost: float  # the channel's cost per message
     fatigue: float  # the cost of one more message after the recent ones
     learning: bool = False  # too little evidence yet: sent to learn even if the draw is low
+    spread: float = 0.0  # the uplift's posterior standard deviation
 
     @property
     def total(self) -> float:
         return self.draw * self.value * self.response - self.cost - self.fatigue
 
 
-# An estimator: for (candidate, channel) pairs, the uplift's mean, a draw, the value, and
-# whether the evidence is still too thin to hold a message back.
-Estimator = Callable[
-    [Sequence[tuple[Candidate, str]], Recipient, datetime],
-    Sequence[tuple[float, float, float, bool]],
-]
+class Guess(NamedTuple):
+    """An estimator's answer for one (candidate, channel)."""
+
+    mean: float  # the uplift's posterior mean (or the truth)
+    draw: float  # the Thompson draw to score with
+    value: float  # the goal's value per conversion
+    learning: bool = False  # evidence still too thin to hold the message back for its score
+    spread: float = 0.0  # the uplift's posterior standard deviation (0: known)
+
+
+# An estimator: a guess per (candidate, channel) pair.
+Estimator = Callable[[Sequence[tuple[Candidate, str]], Recipient, datetime], Sequence[Guess]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +299,7 @@ def _score(
     for contender in contenders:
         shared: float | None = None
         for channel in contender.channels:
-            mean, draw, value, learning = next(estimates)
+            mean, draw, value, learning, spread = next(estimates)
             if learning:
                 # While a journey is new, its channels share one draw: the channel is chosen
                 # by cost and the person's response, ties in the message's order.
@@ -302,7 +310,7 @@ def _score(
             cost = settings.channels[channel].cost if channel in settings.channels else 0.0
             response = channel_response(recipient.engaged, channel, contender.channels)
             contender.scores.append(
-                Score(channel, mean, draw, value, response, cost, fatigue, learning)
+                Score(channel, mean, draw, value, response, cost, fatigue, learning, spread)
             )
         contender.best = max(contender.scores, key=lambda s: s.total)
 
@@ -416,8 +424,8 @@ def thompson(evidence: Evidence) -> Estimator:
 
     def estimate(
         pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
-    ) -> list[tuple[float, float, float, bool]]:
-        found: list[tuple[float, float, float, bool]] = []
+    ) -> list[Guess]:
+        found: list[Guess] = []
         sticky: dict[str, tuple[float, float]] = {}
         for candidate, channel in pairs:
             e = evidence.estimate(candidate.journey_id, channel, recipient.stratum)
@@ -425,7 +433,8 @@ def thompson(evidence: Evidence) -> Estimator:
             if u is None:
                 u = sticky[candidate.id] = candidate_uniforms(candidate.id)
             draw = sticky_uplift(e, u[1])
-            found.append((e.uplift, draw, e.value, evidence.learning(candidate.journey_id)))
+            learning = evidence.learning(candidate.journey_id)
+            found.append(Guess(e.uplift, draw, e.value, learning, e.spread))
         return found
 
     return estimate

@@ -42,6 +42,7 @@ def _assessment_to_json(a: Assessment) -> dict[str, Any]:
                 "channel": s.channel,
                 "uplift_mean": round(s.mean, 6),
                 "uplift_draw": round(s.draw, 6),
+                "uplift_spread": round(s.spread, 6),
                 "value": round(s.value, 4),
                 "response": round(s.response, 4),
                 "cost": s.cost,
@@ -80,7 +81,8 @@ class HeldOut:
 
 def _score_words(score: Mapping[str, Any]) -> str:
     return (
-        f"uplift {score['uplift_mean']:+.2%} (drawn {score['uplift_draw']:+.2%}) "
+        f"uplift {score['uplift_mean']:+.2%} ± {score.get('uplift_spread', 0.0):.2%}"
+        f" (drawn {score['uplift_draw']:+.2%}) "
         f"x value {score['value']:.2f} - cost {score['cost']:g} - fatigue {score['fatigue']:g}"
         f" = {score['score']:+.4f}"
     )

@@ -51,6 +51,11 @@ PRIOR_UPLIFT_SD = 0.25
 # cannot say yet, and the bounds of what the data may say.
 SPREAD_DEFAULT = 0.03
 SPREAD_BOUNDS = (0.005, 0.10)
+# The control rate expected of a journey in a stratum (the stratum's rate over all journeys
+# times the journey's ratio to it) counts as at most this many control trials of the cell;
+# a journey's ratio starts from 1 with this many expected conversions' worth of doubt.
+BASELINE_CAP = 200.0
+RATIO_PRIOR = 10.0
 LIFECYCLE = ("prospect", "new", "repeat", "lapsing", "lapsed")
 
 
@@ -147,6 +152,9 @@ class Evidence:
     _value: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
     _cache: dict[tuple[str, str, str], Estimate] = field(default_factory=dict, init=False)
     _strata: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict, init=False)
+    _base: dict[str, Tally] = field(default_factory=dict, init=False)  # control per stratum
+    _rates: dict[str, float] = field(default_factory=dict, init=False)  # and its rate
+    _controls: dict[str, dict[str, Tally]] = field(default_factory=dict, init=False)
     _learning: dict[str, bool] = field(default_factory=dict, init=False)
     between: float = field(default=SPREAD_DEFAULT, init=False)
 
@@ -178,10 +186,44 @@ class Evidence:
             for j, (revenue, conversions) in self._value.items()
         }
         self._value[ANY] = (mean_value, total.conversions)
+        for (journey, arm, channel, stratum), tally in sums.items():
+            if arm == "control" and channel == ANY and stratum != ANY:
+                self._base[stratum] = self._base.get(stratum, Tally()) + tally
+                self._base[ANY] = self._base.get(ANY, Tally()) + tally
+                self._controls.setdefault(journey, {})[stratum] = tally
+        self._rates = {s: self._stratum_rate(s, Tally()).mean for s in self._base}
         self.between = self._between_strata()
 
     def _sum(self, journey: str, arm: Arm, channel: str, stratum: str) -> Tally:
         return self._sums.get((journey, arm, channel, stratum), Tally())
+
+    def _stratum_rate(self, stratum: str, leave_out: Tally) -> Beta:
+        """The control rate of a stratum over every journey (without `leave_out`), from a
+        prior of two trials at the rate of everyone."""
+        everyone = self._base.get(ANY, Tally())
+        overall = (everyone.conversions + 1.0) / (everyone.trials + 2.0)
+        mine = _minus(self._base.get(stratum, Tally()), leave_out)
+        return _observe(Beta(2.0 * overall, 2.0 * (1.0 - overall)), mine)
+
+    def control(self, journey: str, stratum: str) -> Beta:
+        """The control rate of a journey in a stratum. People of one stratum buy at much the
+        same rate without a message whichever journey proposed it, so the cell's own (few)
+        control trials start from what the other cells predict: the stratum's rate over all
+        journeys times this journey's ratio to the rates of the strata it reached, worth as
+        many trials as that prediction is sure (`BASELINE_CAP` at most)."""
+        own = self._sum(journey, "control", ANY, stratum)
+        rate = self._stratum_rate(stratum, own)
+        observed = expected = 0.0
+        for other, tally in self._controls.get(journey, {}).items():
+            if other != stratum:
+                observed += tally.conversions
+                expected += tally.trials * self._rates[other]
+        ratio = (observed + RATIO_PRIOR) / (expected + RATIO_PRIOR)
+        p = min(rate.mean * ratio, 0.99)
+        # The prediction's variance: the stratum rate's and the ratio's (relative 1 / count).
+        variance = rate.variance * ratio**2 + p * p / (observed + RATIO_PRIOR)
+        weight = min(p * (1.0 - p) / variance, BASELINE_CAP)
+        return _observe(Beta(weight * p, weight * (1.0 - p)), own)
 
     def _split(self, journey: str, stratum: str) -> tuple[float, float, float, float]:
         """The raw uplift (and variance) of a journey in one stratum and on all the others."""
@@ -189,7 +231,13 @@ class Evidence:
         mine_c = self._sum(journey, "control", ANY, stratum)
         others_t = _minus(self._sum(journey, "treated", ANY, ANY), mine_t)
         others_c = _minus(self._sum(journey, "control", ANY, ANY), mine_c)
-        return (*raw_uplift(mine_t, mine_c), *raw_uplift(others_t, others_c))
+        control = self.control(journey, stratum)
+        treated = _observe(Beta(control.mean, 1.0 - control.mean), mine_t)
+        return (
+            treated.mean - control.mean,
+            treated.variance + control.variance,
+            *raw_uplift(others_t, others_c),
+        )
 
     def _between_strata(self) -> float:
         """How much uplifts differ between the strata of a journey (a standard deviation),

@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 
 from airspace.bootstrap import Services, build_services
 from airspace.domain.clock import SimulatedClock
-from airspace.domain.controller import Candidate, PolicyName, Recipient
+from airspace.domain.controller import Candidate, Guess, PolicyName, Recipient
 from airspace.domain.eligibility import Sent, in_scope
 from airspace.domain.errors import InvalidInput
 from airspace.domain.events import Event, parse_message
@@ -224,7 +224,7 @@ class Simulation:
 
     def _oracle(
         self, pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
-    ) -> list[tuple[float, float, float, bool]]:
+    ) -> list[Guess]:
         user = self._users.get(recipient.profile_id)
         if user is None:
             with self.services.db.read() as conn:
@@ -233,7 +233,7 @@ class Simulation:
         found = []
         for candidate, channel in pairs:
             uplift, value = self.world.uplift(user, candidate.journey_id, channel, now)
-            found.append((uplift, uplift, value, False))
+            found.append(Guess(uplift, uplift, value))
         return found
 
     # --- the run

@@ -89,9 +89,8 @@ def test_three_journeys_collide_and_exactly_one_message_goes(
     assert winners == [sent[0]["journey_id"]]
     for journey, c in outcomes.items():
         assert c["scores"], journey  # every candidate was scored
-        assert {"uplift_mean", "uplift_draw", "value", "cost", "fatigue", "score"} <= set(
-            c["scores"][0]
-        )
+        fields = {"uplift_mean", "uplift_draw", "uplift_spread", "value", "cost", "fatigue"}
+        assert fields | {"score"} <= set(c["scores"][0])
         if journey not in winners:
             assert c["outcome"] in ("defer", "suppress")
             assert c["reason"].startswith(f"lost to {winners[0]}/")

@@ -13,6 +13,7 @@ import pytest
 from airspace.domain.consent import ConsentRecord
 from airspace.domain.controller import (
     Candidate,
+    Guess,
     Recipient,
     Sent,
     decide,
@@ -69,9 +70,9 @@ def truth(uplift: dict[tuple[str, str], float], value: float = 50.0) -> Any:
 
     def estimate(
         pairs: Sequence[tuple[Candidate, str]], who: Recipient, now: datetime
-    ) -> list[tuple[float, float, float, bool]]:
+    ) -> list[Guess]:
         return [
-            (uplift.get((c.journey_id, ch), 0.0), uplift.get((c.journey_id, ch), 0.0), value, False)
+            Guess(uplift.get((c.journey_id, ch), 0.0), uplift.get((c.journey_id, ch), 0.0), value)
             for c, ch in pairs
         ]
 

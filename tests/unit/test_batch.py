@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from airspace.domain.batch import Batch, Tables, decide_batch
-from airspace.domain.controller import Candidate, Recipient, Sent, decide, thompson
+from airspace.domain.controller import Candidate, Guess, Recipient, Sent, decide, thompson
 from airspace.domain.uplift import Evidence, Tally, candidate_uniforms
 from airspace.domain.workspace_settings import ChannelSettings, WorkspaceSettings
 
@@ -88,13 +88,19 @@ def test_the_batch_path_picks_what_decide_picks(seed: int) -> None:
 
         def estimator(
             pairs: Sequence[tuple[Candidate, str]], r: Recipient, now: datetime, p: int = p
-        ) -> list[tuple[float, float, float, bool]]:
+        ) -> list[Guess]:
             out = []
             for cand, ch in pairs:
                 slot = next(s for s in range(k) if ids[p][s] == cand.id)
                 c = CHANNELS.index(ch)
+                cell = (journey[p, slot], c, stratum[p])
                 out.append(
-                    (0.0, float(draws[p, slot, c]), float(tables.value[journey[p, slot]]), False)
+                    Guess(
+                        float(tables.mean[cell]),
+                        float(draws[p, slot, c]),
+                        float(tables.value[journey[p, slot]]),
+                        spread=float(tables.spread[cell]),
+                    )
                 )
             return out
 
