@@ -231,3 +231,22 @@ def test_the_sticky_draw_reads_the_posterior_at_the_candidates_quantile() -> Non
     draws = [sticky_uplift(estimate, candidate_uniforms(str(i))[1]) for i in range(3000)]
     assert np.mean(draws) == pytest.approx(estimate.uplift, abs=0.005)
     assert np.std(draws) == pytest.approx(estimate.spread, rel=0.1)
+
+
+def test_a_thin_control_arm_borrows_its_strata_rate_from_other_journeys() -> None:
+    """Journey b has five control trials among loyal customers, none of whom bought; the
+    other journeys show loyal customers buy 20% of the time without a message, and b's
+    customers elsewhere buy as the others' do. Its control estimate follows them."""
+    tallies = {
+        ("a", "control", "", "loyal"): Tally(2_000, 400),
+        ("a", "control", "", "lapsing"): Tally(2_000, 20),
+        ("b", "control", "", "lapsing"): Tally(1_000, 10),
+        ("b", "control", "", "loyal"): Tally(5, 0),
+    }
+    evidence = Evidence(tallies)
+    assert evidence.control("b", "loyal").mean == pytest.approx(0.20, abs=0.03)
+    assert evidence.control("b", "lapsing").mean == pytest.approx(0.01, abs=0.005)
+    # A journey whose customers buy half as often as the others' carries its ratio over.
+    halved = dict(tallies)
+    halved["b", "control", "", "lapsing"] = Tally(4_000, 20)
+    assert Evidence(halved).control("b", "loyal").mean < evidence.control("b", "loyal").mean - 0.02
