@@ -15,7 +15,11 @@ uplifts really differ between strata (estimated from the data of every journey,
 empirical Bayes), and whose data is the stratum's own treated-minus-control
 difference. A thin stratum thus borrows its journey's uplift, a well-measured
 one follows its own, and a new journey starts from a weak prior centred on no
-uplift. Not sending is the same on every channel, so a channel changes the
+uplift. Control trials are the scarce ones (a few percent of winners), so a
+cell's control rate borrows too: it starts from the stratum's rate over all
+journeys times the journey's ratio to the rates of its other strata — people
+of one stratum buy at much the same rate without a message whichever journey
+proposed it. Not sending is the same on every channel, so a channel changes the
 estimate only by its treated rate against the stratum's (pooled journey →
 channel → stratum). The controller reads each candidate's draw at a sticky
 quantile of that posterior (Thompson sampling), so it keeps exploring while it
