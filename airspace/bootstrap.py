@@ -43,6 +43,7 @@ class Services:
                 idle_seconds=self.settings.worker_idle_seconds,
                 batch_seconds=self.settings.worker_batch_seconds,
                 dedupe_retention=timedelta(days=self.settings.dedupe_retention_days),
+                decision_retention=timedelta(days=self.settings.decision_log_retention_days),
             ),
         )
 

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     dedupe_retention_days: float = Field(
         7.0, gt=0, description="How long a messageId is remembered for deduplication"
     )
+    decision_log_retention_days: float = Field(
+        365.0,
+        gt=0,
+        description="How long the decision log keeps a decision (what `airspace explain` "
+        "and the decisions API can answer about); older ones are deleted once a day",
+    )
     worker_batch_size: int = Field(
         1000, ge=1, le=10000, description="Inbox events a worker applies per transaction"
     )

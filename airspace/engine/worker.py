@@ -21,6 +21,7 @@ from airspace.domain.identity import IdentityRules
 from airspace.engine.apply import ApplyContext, BatchResult, apply_batch
 from airspace.engine.journeys import JourneyRuntime, ReactStats, sync_schedules
 from airspace.engine.segments import record_sizes
+from airspace.store import decisions as log_repo
 from airspace.store import identity as repo
 from airspace.store import journeys as journeys_repo
 from airspace.store.database import Database
@@ -43,6 +44,7 @@ class WorkerConfig:
     idle_seconds: float = 0.05
     dedupe_retention: timedelta = timedelta(days=7)
     prune_every: timedelta = timedelta(minutes=10)
+    decision_retention: timedelta = timedelta(days=365)
     batch_seconds: float = 0.05
 
 
@@ -72,6 +74,7 @@ class Worker:
         self.clock = clock
         self.config = config
         self._last_prune: datetime | None = None
+        self._last_log_prune: datetime | None = None
         self.journeys = JourneyRuntime(db)
         self._last_delivery: datetime | None = None
         self.pace = Pace(config.batch_seconds, config.batch_size)
@@ -175,8 +178,13 @@ class Worker:
 
     def maintain(self) -> None:
         """Housekeeping that runs every few minutes: forget old messageIds, keep the
-        schedules' timers, record segment sizes."""
+        schedules' timers, record segment sizes; once a day, forget decisions older than
+        the decision log's retention."""
         now = self.clock.now()
+        if self._last_log_prune is None or now - self._last_log_prune >= timedelta(days=1):
+            with self.db.write() as conn:
+                log_repo.prune_log(conn, now - self.config.decision_retention)
+            self._last_log_prune = now
         if self._last_prune is None or now - self._last_prune >= self.config.prune_every:
             prune_message_ids(self.db, now, self.config.dedupe_retention)
             with self.db.write() as conn:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from airspace.domain.controller import DecisionRecord
 from airspace.domain.decision_log import HeldOut, record_to_json
@@ -24,6 +24,22 @@ from airspace.store.tables import CandidateRow, DecisionRow, UpliftTallyRow, cor
 
 # candidate id, journey, arm, channel, stratum
 Trial = tuple[str, str, str, str, str]
+
+
+def prune_log(conn: Connection, before: datetime, batch: int = 1_000) -> int:
+    """Forget decisions made before `before`, oldest first. Ids grow with time, so the
+    oldest rows are read by the primary key and nothing is scanned when none is due."""
+    removed = 0
+    while True:
+        rows = conn.execute(
+            select(DecisionRow.id, DecisionRow.at).order_by(DecisionRow.id).limit(batch)
+        ).all()
+        old = [row.id for row in rows if row.at < before]
+        if old:
+            conn.execute(delete(core(DecisionRow)).where(core(DecisionRow).c.id.in_(old)))
+            removed += len(old)
+        if len(old) < batch:
+            return removed
 
 
 def write_log(conn: Connection, records: Sequence[DecisionRecord]) -> None:
