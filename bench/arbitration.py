@@ -129,7 +129,6 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
             first = [by["first_come", s] for s in complete]
             share = shares.get("airspace", [])
             checks = {
-                "oracle / first-come >= 1.5": bool(ratio) and statistics.mean(ratio) >= 1.5,
                 "airspace share >= 80% (mean)": bool(share) and statistics.mean(share) >= 0.8,
                 "airspace share >= 70% (every seed)": bool(share) and min(share) >= 0.7,
                 "airspace net value > first-come": statistics.mean(r["net_value"] for r in air)
@@ -141,6 +140,10 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
                 )
                 < statistics.mean(r["truth"]["unsubscribes"] for r in first),
             }
+            if (
+                world == "standard"
+            ):  # asked of the standard world, so that the share means something
+                checks["oracle / first-come >= 1.5"] = bool(ratio) and statistics.mean(ratio) >= 1.5
             if ratio:
                 print(f"oracle / first-come net value: {statistics.mean(ratio):.2f}")
             for name, ok in checks.items():
