@@ -140,9 +140,8 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
                 )
                 < statistics.mean(r["truth"]["unsubscribes"] for r in first),
             }
-            if (
-                world == "standard"
-            ):  # asked of the standard world, so that the share means something
+            # Asked of the standard world, so that the share means something there.
+            if world == "standard":
                 checks["oracle / first-come >= 1.5"] = bool(ratio) and statistics.mean(ratio) >= 1.5
             if ratio:
                 print(f"oracle / first-come net value: {statistics.mean(ratio):.2f}")
