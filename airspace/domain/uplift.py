@@ -156,6 +156,9 @@ class Evidence:
     _value: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
     _cache: dict[tuple[str, str, str], Estimate] = field(default_factory=dict, init=False)
     _strata: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict, init=False)
+    _splits: dict[tuple[str, str], tuple[float, float, float, float]] = field(
+        default_factory=dict, init=False
+    )
     _base: dict[str, Tally] = field(default_factory=dict, init=False)  # control per stratum
     _rates: dict[str, float] = field(default_factory=dict, init=False)  # and its rate
     _controls: dict[str, dict[str, Tally]] = field(default_factory=dict, init=False)
@@ -230,18 +233,23 @@ class Evidence:
         return _observe(Beta(weight * p, weight * (1.0 - p)), own)
 
     def _split(self, journey: str, stratum: str) -> tuple[float, float, float, float]:
-        """The raw uplift (and variance) of a journey in one stratum and on all the others."""
+        """The raw uplift (and variance) of a journey in one stratum and on all the others
+        (computed once: the spread between strata and each stratum's posterior use it)."""
+        found = self._splits.get((journey, stratum))
+        if found is not None:
+            return found
         mine_t = self._sum(journey, "treated", ANY, stratum)
         mine_c = self._sum(journey, "control", ANY, stratum)
         others_t = _minus(self._sum(journey, "treated", ANY, ANY), mine_t)
         others_c = _minus(self._sum(journey, "control", ANY, ANY), mine_c)
         control = self.control(journey, stratum)
         treated = _observe(Beta(control.mean, 1.0 - control.mean), mine_t)
-        return (
+        found = self._splits[journey, stratum] = (
             treated.mean - control.mean,
             treated.variance + control.variance,
             *raw_uplift(others_t, others_c),
         )
+        return found
 
     def _between_strata(self) -> float:
         """How much uplifts differ between the strata of a journey (a standard deviation),
