@@ -69,6 +69,7 @@ from airspace.domain.controller import (  # noqa: E402
     Sent,
     decide,
     thompson,
+    trial,
 )
 from airspace.domain.decision_log import record_to_json  # noqa: E402
 from airspace.domain.uplift import LIFECYCLE, Evidence, Tally, TallyKey  # noqa: E402
@@ -488,11 +489,12 @@ def run_stored(url: str, count: int, seed: int) -> dict[str, Any]:
                     for a in record.assessments:
                         d = a.decision
                         decided.append((a.candidate, d, addresses.get(d.channel or "", "")))
-                        if d.outcome in ("send", "withhold") and d.channel:
-                            arm = "treated" if d.outcome == "send" else "control"
+                        found = trial(a, SETTINGS.message_holdout)
+                        if found is not None:
+                            arm, channel, weight = found
                             trials.append(
-                                (d.candidate_id, a.candidate.journey_id, arm, d.channel,
-                                 person.recipient.stratum)
+                                (d.candidate_id, a.candidate.journey_id, arm, channel,
+                                 person.recipient.stratum, weight)
                             )  # fmt: skip
                     retry = [d.retry_at for d in record.decisions if d.retry_at is not None]
                     log_repo.write_log(conn, [record])

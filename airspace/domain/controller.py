@@ -12,7 +12,9 @@ response, minus the channel's cost and a fatigue cost per recent message), `orac
 the same with the true value, `first_come`, `priority` and `random` the
 baselines — and the best that fit the caps are sent, `per_decision` at most.
 The first winner may be withheld (the message holdout): then nothing is sent
-in that decision. Losers compete again after `retry_after` until they expire;
+in that decision. A candidate whose learned score is not above 0 is declined
+(final: its Thompson draw is sticky). Losers compete again after `retry_after`
+until they expire;
 a candidate blocked by a cap waits until the cap frees. Caps are counted over
 what was sent before plus what this decision sends, so they are exact.
 Every decision comes back as a `DecisionRecord`: all candidates, their rule
@@ -43,7 +45,13 @@ from airspace.domain.eligibility import (
     rule_quiet_hours,
     rule_suppression,
 )
-from airspace.domain.uplift import Evidence, candidate_uniforms, channel_response, sticky_uplift
+from airspace.domain.uplift import (
+    Arm,
+    Evidence,
+    candidate_uniforms,
+    channel_response,
+    sticky_uplift,
+)
 from airspace.domain.workspace_settings import WorkspaceSettings
 
 # The people and messages the controller decides about come with the rules.
@@ -64,6 +72,7 @@ __all__ = [
     "first_come",
     "rule_caps",
     "thompson",
+    "trial",
 ]
 
 Outcome = Literal["send", "defer", "suppress", "withhold"]
@@ -79,6 +88,7 @@ class Decision:
     reason: str
     channel: str | None = None
     retry_at: datetime | None = None
+    declined: bool = False  # not worth sending for its draw: a control trial (see `trial`)
 
 
 # --- scores -------------------------------------------------------------------------------
@@ -97,6 +107,7 @@ class Score:
     fatigue: float  # the cost of one more message after the recent ones
     learning: bool = False  # too little evidence yet: sent to learn even if the draw is low
     spread: float = 0.0  # the uplift's posterior standard deviation
+    propensity: float = 1.0  # the chance a Thompson draw finds it worth sending (total > 0)
 
     @property
     def total(self) -> float:
@@ -309,10 +320,51 @@ def _score(
                 value = contender.candidate.value
             cost = settings.channels[channel].cost if channel in settings.channels else 0.0
             response = channel_response(recipient.engaged, channel, contender.channels)
-            contender.scores.append(
-                Score(channel, mean, draw, value, response, cost, fatigue, learning, spread)
-            )
+            score = Score(channel, mean, draw, value, response, cost, fatigue, learning, spread)
+            worth = 1.0 if learning or contender.candidate.tier > 0 else _propensity(score)
+            contender.scores.append(replace(score, propensity=worth))
         contender.best = max(contender.scores, key=lambda s: s.total)
+
+
+def _propensity(score: Score) -> float:
+    """The chance, over the candidate's sticky quantile, that its draw on this channel is
+    worth sending: draw > (cost + fatigue) / (value x response), where the draw is the
+    posterior mean plus a standard logistic quantile times the spread."""
+    scale = score.value * score.response
+    if scale <= 0.0:
+        return 1.0 if score.total > 0.0 else 0.0
+    threshold = (score.cost + score.fatigue) / scale
+    if score.spread <= 0.0:
+        return 1.0 if score.mean > threshold else 0.0
+    z = (threshold - score.mean) / score.spread * (np.pi / np.sqrt(3.0))
+    return float(1.0 / (1.0 + np.exp(min(z, 700.0))))
+
+
+# The least chance of an arm a trial's weight assumes: rarer assignments would make single
+# trials weigh without bound.
+LEAST_PROPENSITY = 0.02
+
+
+def trial(assessment: Assessment, holdout: float) -> tuple[Arm, str, float] | None:
+    """The uplift trial a decided candidate is, as (arm, channel, weight), or None.
+
+    A candidate that reached a learned score was assigned by chance twice: its sticky
+    Thompson quantile decided whether it was worth sending (`Score.propensity`), and the
+    message holdout whether a winner was withheld. So a sent winner is a treated trial,
+    and a withheld winner or a candidate declined for its draw a control trial, each
+    weighted by one over the chance of its arm, so that the arms compare like with like
+    however the chances moved as the estimates did (inverse propensity weighting). Under
+    the baseline policies every winner has the same chances and every weight is alike."""
+    decision = assessment.decision
+    if decision.channel is None:
+        return None
+    worth = max((s.propensity for s in assessment.scores), default=1.0)
+    sent = worth * (1.0 - holdout)
+    if decision.outcome == "send":
+        return "treated", decision.channel, 1.0 / max(sent, LEAST_PROPENSITY)
+    if decision.outcome == "withhold" or decision.declined:
+        return "control", decision.channel, 1.0 / max(1.0 - sent, LEAST_PROPENSITY)
+    return None
 
 
 def _rank(
@@ -351,14 +403,17 @@ def _choose(
         refusals = tuple(contender.refusals)
         scores = tuple(contender.scores)
         channel = contender.best.channel if contender.best else contender.channels[0]
-        why_not = _why_not(contender, winners, withheld, settings, learned)
+        why_not, declined = _why_not(contender, winners, withheld, settings, learned)
         if why_not is None:
             blocked = _blocked(candidate, channel, sent, settings, now)
             if blocked is not None:
                 decision = _defer_or_expire(candidate, *blocked)
                 result[candidate.id] = Assessment(candidate, decision, refusals, scores)
                 continue
-        if why_not is not None:
+        if declined:
+            # Final: its draw is sticky, so competing again would mostly repeat the answer.
+            decision = Decision(candidate.id, "suppress", f"{why_not}", channel, declined=True)
+        elif why_not is not None:
             decision = _defer_or_expire(candidate, why_not, now + settings.retry_after)
             decision = replace(decision, channel=channel)
         elif not winners and candidate_uniforms(candidate.id, salt)[0] < settings.message_holdout:
@@ -386,12 +441,15 @@ def _why_not(
     withheld: bool,
     settings: WorkspaceSettings,
     learned: bool,
-) -> str | None:
+) -> tuple[str | None, bool]:
+    """Why a contender is not sent now, if it is not, and whether that is final (declined
+    for its score)."""
     if withheld:
-        return "the winner of this decision was withheld (message holdout): nothing else is sent"
+        why = "the winner of this decision was withheld (message holdout): nothing else is sent"
+        return why, False
     if len(winners) >= settings.per_decision:
         best = winners[0].candidate
-        return f"lost to {best.journey_id}/{best.content}"
+        return f"lost to {best.journey_id}/{best.content}", False
     best_score = contender.best
     if (
         learned
@@ -400,8 +458,8 @@ def _why_not(
         and contender.candidate.tier <= 0
         and best_score.total <= 0
     ):
-        return f"expected incremental value {best_score.total:.4f} is not above 0"
-    return None
+        return f"expected incremental value {best_score.total:.4f} is not above 0", True
+    return None, False
 
 
 def _why_won(contender: _Contender, policy: PolicyName) -> str:

@@ -48,6 +48,7 @@ def _assessment_to_json(a: Assessment) -> dict[str, Any]:
                 "cost": s.cost,
                 "fatigue": round(s.fatigue, 4),
                 "score": round(s.total, 6),
+                "propensity": round(s.propensity, 4),
             }
             for s in a.scores
         ],
@@ -85,6 +86,7 @@ def _score_words(score: Mapping[str, Any]) -> str:
         f" (drawn {score['uplift_draw']:+.2%}) "
         f"x value {score['value']:.2f} - cost {score['cost']:g} - fatigue {score['fatigue']:g}"
         f" = {score['score']:+.4f}"
+        f" (worth sending for {score.get('propensity', 1.0):.0%} of draws)"
     )
 
 

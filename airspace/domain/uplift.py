@@ -65,18 +65,31 @@ LIFECYCLE = ("prospect", "new", "repeat", "lapsing", "lapsed")
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """Trials, conversions and the revenue of the conversions of one cell."""
+    """Trials, conversions and the revenue of the conversions of one cell. Each trial counts
+    with its weight (one over the chance it had of landing in its arm), so `trials` and
+    `conversions` are weighted sums and `squares` the sum of the squared weights (0 when
+    every weight is 1)."""
 
     trials: float = 0.0
     conversions: float = 0.0
     revenue: float = 0.0
+    squares: float = 0.0
 
     def __add__(self, other: Tally) -> Tally:
         return Tally(
             self.trials + other.trials,
             self.conversions + other.conversions,
             self.revenue + other.revenue,
+            self.squares + other.squares,
         )
+
+    def effective(self) -> Tally:
+        """As many equally weighted trials as the weighted ones are worth (Kish's effective
+        sample size), at the weighted conversion rate (Hajek's estimator)."""
+        if self.squares <= 0.0 or self.trials <= 0.0:
+            return Tally(self.trials, self.conversions, self.revenue)
+        scale = self.trials / self.squares
+        return Tally(self.trials * scale, self.conversions * scale, self.revenue * scale)
 
 
 TallyKey = tuple[str, Arm, str, str]  # journey, arm, channel, stratum

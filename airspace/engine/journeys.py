@@ -286,11 +286,11 @@ class JourneyRuntime:
             for a in record.assessments:
                 d = a.decision
                 decided.append((a.candidate, d, addresses.get(d.channel or "", "")))
-                if d.outcome in ("send", "withhold") and d.channel:
-                    arm = "treated" if d.outcome == "send" else "control"
-                    trials.append(
-                        (d.candidate_id, a.candidate.journey_id, arm, d.channel, recipient.stratum)
-                    )
+                trial = controller.trial(a, settings.message_holdout)
+                if trial is not None:
+                    arm, channel, weight = trial
+                    journey, stratum = a.candidate.journey_id, recipient.stratum
+                    trials.append((d.candidate_id, journey, arm, channel, stratum, weight))
             retry = [d.retry_at for d in record.decisions if d.retry_at is not None]
             if retry:
                 # Without a retry any decision timer left is stale, and harmless.

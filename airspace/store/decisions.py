@@ -1,10 +1,11 @@
 """The decision log and the uplift tallies the controller learns from.
 
-A decision's winner becomes an uplift *trial* when it is sent (arm treated) or
-withheld by the message holdout (arm control); its arm and the person's stratum
-are written on the candidate. When an enrollment
-reaches its goal, each of its trials proposed before the conversion counts a
-conversion (and its revenue) in its cell.
+A decided candidate becomes an uplift *trial* when it is sent (arm treated), or
+withheld by the message holdout or declined for its Thompson draw (arm control),
+with a weight (`controller.trial`); its arm, the person's stratum and the weight
+are written on the candidate. When an enrollment reaches its goal, each of its
+trials proposed before the conversion counts a weighted conversion (and its
+revenue) in its cell.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from airspace.store.bulk import upsert_many
 from airspace.store.journeys import chunks
 from airspace.store.tables import CandidateRow, DecisionRow, UpliftTallyRow, core
 
-# candidate id, journey, arm, channel, stratum
-Trial = tuple[str, str, str, str, str]
+# candidate id, journey, arm, channel, stratum, weight
+Trial = tuple[str, str, str, str, str, float]
 
 
 def prune_log(conn: Connection, before: datetime, batch: int = 1_000) -> int:
@@ -102,16 +103,16 @@ def count_trials(conn: Connection, trials: Sequence[Trial]) -> None:
     conn.execute(
         update(core(CandidateRow))
         .where(CandidateRow.id == bindparam("b_id"))
-        .values(arm=bindparam("b_arm"), stratum=bindparam("b_stratum")),
+        .values(arm=bindparam("b_arm"), stratum=bindparam("b_stratum"), weight=bindparam("b_w")),
         [
-            {"b_id": cid, "b_arm": arm, "b_stratum": stratum[:100]}
-            for cid, _, arm, _, stratum in trials
+            {"b_id": cid, "b_arm": arm, "b_stratum": stratum[:100], "b_w": weight}
+            for cid, _, arm, _, stratum, weight in trials
         ],
     )
     cells: dict[TallyKey, Tally] = {}
-    for _, journey, arm, channel, stratum in trials:
+    for _, journey, arm, channel, stratum, weight in trials:
         key = _key(journey, arm, channel, stratum)
-        cells[key] = cells.get(key, Tally()) + Tally(1.0)
+        cells[key] = cells.get(key, Tally()) + Tally(weight, squares=weight * weight)
     add_tallies(conn, cells)
 
 
@@ -131,12 +132,14 @@ def count_conversions(conn: Connection, conversions: Sequence[tuple[str, datetim
                 CandidateRow.channel,
                 CandidateRow.stratum,
                 CandidateRow.created_at,
+                CandidateRow.weight,
             ).where(CandidateRow.enrollment_id.in_(chunk), CandidateRow.arm != "")
         ):
             at, value = by_enrollment[row.enrollment_id]
             if row.created_at <= at:
                 key = _key(row.journey_id, row.arm, row.channel or ANY, row.stratum)
-                cells[key] = cells.get(key, Tally()) + Tally(0.0, 1.0, value)
+                w = row.weight
+                cells[key] = cells.get(key, Tally()) + Tally(0.0, w, w * value)
     add_tallies(conn, cells)
 
 
@@ -157,7 +160,16 @@ def add_tallies(conn: Connection, cells: Mapping[TallyKey, Tally]) -> None:
         UpliftTallyRow.__tablename__,
         {
             c: "plain"
-            for c in ("journey_id", "arm", "channel", "stratum", "trials", "conversions", "revenue")
+            for c in (
+                "journey_id",
+                "arm",
+                "channel",
+                "stratum",
+                "trials",
+                "conversions",
+                "revenue",
+                "squares",
+            )
         },
         [
             {
@@ -168,6 +180,7 @@ def add_tallies(conn: Connection, cells: Mapping[TallyKey, Tally]) -> None:
                 "trials": t.trials,
                 "conversions": t.conversions,
                 "revenue": t.revenue,
+                "squares": t.squares,
             }
             for (j, arm, ch, s), t in sorted(cells.items())
         ],
@@ -177,10 +190,11 @@ def add_tallies(conn: Connection, cells: Mapping[TallyKey, Tally]) -> None:
 
 
 def tallies(conn: Connection) -> dict[TallyKey, Tally]:
-    """Every cell, for the controller's `Evidence`."""
+    """Every cell, for the controller's `Evidence`: weighted trials as the equally weighted
+    ones they are worth (`Tally.effective`)."""
     return {
         (r.journey_id, "treated" if r.arm == "treated" else "control", r.channel, r.stratum): Tally(
-            r.trials, r.conversions, r.revenue
-        )
+            r.trials, r.conversions, r.revenue, r.squares
+        ).effective()
         for r in conn.execute(select(UpliftTallyRow))
     }

@@ -317,10 +317,11 @@ class CandidateRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcTime())
     expires_at: Mapped[datetime] = mapped_column(UtcTime())
     decided_at: Mapped[datetime | None] = mapped_column(UtcTime(), nullable=True)
-    # The uplift trial it counts as once sent or held out: arm treated|control, and the
-    # person's stratum then ("" until it counts).
+    # The uplift trial it counts as once sent, withheld or declined: arm treated|control,
+    # the person's stratum then ("" until it counts) and its weight.
     arm: Mapped[str] = mapped_column(String(8), default="")
     stratum: Mapped[str] = mapped_column(String(100), default="")
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
     __table_args__ = (
         Index("ix_candidates_profile", "profile_id", "status"),
         Index("ix_candidates_enrollment", "enrollment_id"),
@@ -381,6 +382,7 @@ class UpliftTallyRow(Base):
     trials: Mapped[float] = mapped_column(Float, default=0.0)
     conversions: Mapped[float] = mapped_column(Float, default=0.0)
     revenue: Mapped[float] = mapped_column(Float, default=0.0)
+    squares: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 PERSONAL_TABLES = (

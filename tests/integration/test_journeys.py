@@ -411,12 +411,66 @@ def test_many_exits_in_one_batch_withdraw_every_pending_candidate(
     assert rows(services, MessageRow) == []
 
 
+def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
+    services: Services, send: Send, clock: SimulatedClock
+) -> None:
+    """Under the airspace policy a message whose draw is not worth sending is suppressed
+    for good and counts as a control trial, weighted by one over its chance of being
+    held back; its person's later order converts it."""
+    from airspace.domain.controller import Guess
+    from airspace.store.decisions import tallies
+
+    journey = (
+        "journey: cart\nentry: {event: Cart Abandoned}\nholdout: 0\n"
+        "goal: {event: Order Completed, within: 7d, value: properties.revenue}\n"
+        "steps:\n  - message: {channels: [email], content: cart-reminder}\n"
+    )
+    put(
+        services,
+        journey,
+        "controller: {policy: airspace, decision_window: 0s, global_control: 0%,"
+        " message_holdout: 0%}",
+    )
+    worker = services.worker()
+    # A fifth of draws would be worth sending: held back with a chance of 0.8.
+    worker.journeys.estimator = lambda pairs, who, now: [
+        Guess(-0.00764, -0.02, 80.0, False, 0.01) for _ in pairs
+    ]
+    send(
+        {"type": "identify", "userId": "bo", "traits": {"email": "bo@example.com"}},
+        {"type": "track", "userId": "bo", "event": "Cart Abandoned"},
+    )
+    worker.drain()
+    [candidate] = rows(services, CandidateRow)
+    assert (candidate.status, candidate.arm) == ("suppressed", "control")
+    assert candidate.reason.startswith("expected incremental value")
+    assert candidate.weight == pytest.approx(1 / 0.8, rel=0.005)
+    assert rows(services, MessageRow) == []
+    clock.advance(timedelta(hours=2))
+    send(
+        {
+            "type": "track",
+            "userId": "bo",
+            "event": "Order Completed",
+            "properties": {"revenue": 80},
+        }
+    )
+    worker.drain()
+    with services.db.read() as conn:
+        [(key, tally)] = tallies(conn).items()
+    assert key == ("cart", "control", "", "prospect")
+    # One trial, converted, whatever its weight: worth one plain trial.
+    assert (tally.trials, tally.conversions) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert tally.revenue == pytest.approx(80.0)
+
+
 def test_uplift_is_learned_from_sent_and_withheld_winners_only(
     services: Services, send: Send, clock: SimulatedClock
 ) -> None:
     """A sent winner is a treated trial, a withheld one (message holdout) a control trial;
     journey-holdout candidates are not trials (they are not winners: comparing them with
-    winners would bias the estimate). A goal reached converts the trial, with its value."""
+    winners would bias the estimate; measured, it did). A goal reached converts the trial,
+    with its value."""
     from airspace.store.decisions import tallies
 
     journey = (

@@ -18,8 +18,9 @@ from airspace.domain.controller import (
     Sent,
     decide,
     thompson,
+    trial,
 )
-from airspace.domain.uplift import Evidence, Tally, candidate_uniforms
+from airspace.domain.uplift import Evidence, Tally, candidate_uniforms, raw_uplift
 from airspace.domain.workspace_settings import Cap, ChannelSettings, Exclusion, WorkspaceSettings
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -134,8 +135,10 @@ def test_a_message_worth_less_than_its_cost_is_not_sent() -> None:
     oracle = truth({("cart", "email"): -0.02})
     record = decide([CART], person(), [], SETTINGS, NOW, policy="oracle", estimator=oracle)
     [decision] = record.decisions
-    assert decision.outcome == "defer"
+    # Declined for good (its draw is sticky): a control trial, not a retry.
+    assert (decision.outcome, decision.declined) == ("suppress", True)
     assert decision.reason.startswith("expected incremental value -1.0020 is not above 0")
+    assert decision.retry_at is None
     assert record.summary == "nothing sent"
 
 
@@ -146,7 +149,7 @@ def test_fatigue_lowers_the_score_with_each_recent_message() -> None:
     fresh = decide([CART], person(), [], settings, NOW, policy="oracle", estimator=oracle)
     tired = decide([CART], person(), history, settings, NOW, policy="oracle", estimator=oracle)
     assert fresh.decisions[0].outcome == "send"
-    assert tired.decisions[0].outcome == "defer"
+    assert tired.decisions[0].outcome == "suppress"
     score = tired.assessments[0].score
     assert score is not None
     assert score.fatigue == 1.0
@@ -359,3 +362,82 @@ def test_a_candidate_keeps_its_draw_when_it_competes_again() -> None:
     assert draw is not None
     assert again.assessments[0].score == draw
     assert other.assessments[0].score != draw
+
+
+# --- trials: who learns what, with which weight ------------------------------------------
+
+
+def test_the_propensity_is_the_chance_the_draw_is_worth_sending() -> None:
+    def worth(mean: float, spread: float) -> float:
+        estimator = drawn(mean, mean, spread)
+        record = decide([CART], person(), [], SETTINGS, NOW, policy="airspace", estimator=estimator)
+        [assessment] = record.assessments
+        assert assessment.score is not None
+        return assessment.score.propensity
+
+    # The cost (0.002 per email, over a value of 50) moves the threshold only a little.
+    assert worth(0.0, 0.01) == pytest.approx(0.5, abs=0.01)
+    assert worth(0.03, 0.01) > 0.99
+    assert worth(-0.03, 0.01) < 0.01
+    assert (worth(0.01, 0.0), worth(-0.01, 0.0)) == (1.0, 0.0)
+
+
+def drawn(draw: float, mean: float = 0.00004, spread: float = 0.01) -> Any:
+    """An estimator whose every candidate drew `draw` from N-ish(mean, spread)."""
+
+    def estimate(
+        pairs: Sequence[tuple[Candidate, str]], who: Recipient, now: datetime
+    ) -> list[Guess]:
+        return [Guess(mean, draw, 50.0, False, spread) for _ in pairs]
+
+    return estimate
+
+
+def test_a_candidates_trial_weighs_one_over_the_chance_of_its_arm() -> None:
+    """At a propensity of 0.5 (uplift 0 +- spread, cost aside) and a 20% holdout, a
+    candidate is sent with a chance of 0.4 and held back (withheld or declined) with 0.6."""
+    settings = replace(SETTINGS, message_holdout=0.2)
+    found = {}
+    for draw in (0.02, -0.02):
+        for c in (replace(CART, id=f"c{i}") for i in range(40)):
+            estimator = drawn(draw)
+            [a] = decide(
+                [c], person(), [], settings, NOW, policy="airspace", estimator=estimator
+            ).assessments
+            found.setdefault((a.decision.outcome, a.decision.declined), trial(a, 0.2))
+    assert found[("send", False)] == ("treated", "email", pytest.approx(1 / 0.4, rel=0.01))
+    assert found[("withhold", False)] == ("control", "email", pytest.approx(1 / 0.6, rel=0.01))
+    assert found[("suppress", True)] == ("control", "email", pytest.approx(1 / 0.6, rel=0.01))
+
+
+def test_baseline_policies_weigh_every_winner_alike_and_losers_are_no_trials() -> None:
+    settings = replace(SETTINGS, message_holdout=0.1)
+    record = decide(COLLISION, person(), [], settings, NOW, policy="first_come")
+    trials = [trial(a, 0.1) for a in record.assessments]
+    assert trials[1:] == [None, None]  # deferred: not a trial (yet)
+    assert trials[0] in (
+        ("treated", "email", pytest.approx(1 / 0.9)),
+        ("control", "email", pytest.approx(1 / 0.1)),
+    )
+
+
+def test_weighting_removes_the_bias_of_chances_that_moved_with_the_base_rate() -> None:
+    """Early on people buy more and the controller sends most; later they buy less and it
+    sends few. Unweighted, treated trials come mostly from the good weeks and the uplift
+    looks huge; weighted, it is the true +5 points."""
+    treated, control = Tally(), Tally()
+    plain_t, plain_c = Tally(), Tally()
+    for people, base, sent in ((10_000, 0.30, 0.9), (10_000, 0.10, 0.1)):
+        n_t, n_c = people * sent, people * (1 - sent)
+        w_t, w_c = 1 / sent, 1 / (1 - sent)
+        treated += Tally(n_t * w_t, n_t * (base + 0.05) * w_t, 0.0, n_t * w_t * w_t)
+        control += Tally(n_c * w_c, n_c * base * w_c, 0.0, n_c * w_c * w_c)
+        plain_t += Tally(n_t, n_t * (base + 0.05))
+        plain_c += Tally(n_c, n_c * base)
+    naive, _ = raw_uplift(plain_t, plain_c)
+    weighted, variance = raw_uplift(treated.effective(), control.effective())
+    assert naive > 0.2
+    assert weighted == pytest.approx(0.05, abs=0.002)
+    # Unequal weights are worth fewer trials: the variance is honest about it.
+    _, plain_variance = raw_uplift(plain_t, plain_c)
+    assert variance > plain_variance

@@ -250,3 +250,16 @@ def test_a_thin_control_arm_borrows_its_strata_rate_from_other_journeys() -> Non
     halved = dict(tallies)
     halved["b", "control", "", "lapsing"] = Tally(4_000, 20)
     assert Evidence(halved).control("b", "loyal").mean < evidence.control("b", "loyal").mean - 0.02
+
+
+def test_weighted_trials_count_as_what_they_are_worth() -> None:
+    # Equal weights: as many trials as there were.
+    assert Tally(10.0, 4.0, 200.0, 10.0).effective() == Tally(10.0, 4.0, 200.0)
+    # One trial of weight 1 and one of weight 3 (converted): worth 1.6 trials at 75%.
+    mixed = Tally(1.0, 0.0, 0.0, 1.0) + Tally(3.0, 3.0, 150.0, 9.0)
+    found = mixed.effective()
+    assert found.trials == pytest.approx(1.6)
+    assert found.conversions / found.trials == pytest.approx(0.75)
+    assert found.revenue / found.conversions == pytest.approx(50.0)
+    # Tallies without weights (squares 0) are taken as they are.
+    assert Tally(5.0, 1.0).effective() == Tally(5.0, 1.0)
