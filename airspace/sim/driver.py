@@ -9,7 +9,10 @@ stamped with their own time and applied at the end of their tick.
 
 A policy is the workspace's controller policy (`airspace`, `first_come`,
 `priority`, `random`), or `oracle`: the same mechanics with the world's true
-expected incremental value in place of the learned estimate.
+expected incremental value in place of the learned estimate, or
+`stratum_oracle`: that truth averaged over each stratum (journey, channel and
+stratum, over the candidates scored so far), which is the most the learning
+controller could know with unlimited data and the workspace's strata.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select
 
@@ -45,7 +48,15 @@ from airspace.store.keys import create_key
 from airspace.store.migrate import migrate
 from airspace.store.tables import DecisionRow, IdentifierRow, MessageRow
 
-POLICIES: tuple[PolicyName, ...] = ("airspace", "oracle", "first_come", "priority", "random")
+SimPolicy = PolicyName | Literal["stratum_oracle"]
+POLICIES: tuple[SimPolicy, ...] = (
+    "airspace",
+    "oracle",
+    "stratum_oracle",
+    "first_come",
+    "priority",
+    "random",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +106,7 @@ class Simulation:
     def __init__(
         self,
         world: World,
-        policy: PolicyName,
+        policy: SimPolicy,
         *,
         database_url: str | None = None,
         tick: timedelta = timedelta(minutes=15),
@@ -123,14 +134,20 @@ class Simulation:
         key, _ = create_key(self.services.db, "write", "simulator", self.clock.now())
         self._key_id = key.id
         self.worker = self.services.worker()
-        self.worker.journeys.policy = "airspace" if policy == "oracle" else policy
-        if policy == "oracle":
-            self.worker.journeys.estimator = self._oracle
+        if policy == "oracle" or policy == "stratum_oracle":
+            self.worker.journeys.policy = "airspace"
+            self.worker.journeys.estimator = (
+                self._oracle if policy == "oracle" else self._stratum_oracle
+            )
+        else:
+            self.worker.journeys.policy = policy
         self._queue: list[tuple[datetime, int, dict[str, Any]]] = []
         self._order = itertools.count()
         self._ids = itertools.count()
         self._last_message = 0
         self._users: dict[str, str] = {}  # profile id -> userId
+        # (journey, channel, stratum) -> sums of the true uplift, uplift x value, and count
+        self._cells: dict[tuple[str, str, str], list[float]] = {}
 
     # --- what goes in
 
@@ -222,18 +239,36 @@ class Simulation:
                 found[row.profile_id] = row.value
         return found
 
-    def _oracle(
+    def _truth(
         self, pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
-    ) -> list[Guess]:
+    ) -> list[tuple[float, float]]:
         user = self._users.get(recipient.profile_id)
         if user is None:
             with self.services.db.read() as conn:
                 self._users.update(self._user_ids(conn, [recipient.profile_id]))
             user = self._users.get(recipient.profile_id, "")
+        return [self.world.uplift(user, c.journey_id, channel, now) for c, channel in pairs]
+
+    def _oracle(
+        self, pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
+    ) -> list[Guess]:
+        return [Guess(u, u, value) for u, value in self._truth(pairs, recipient, now)]
+
+    def _stratum_oracle(
+        self, pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
+    ) -> list[Guess]:
         found = []
-        for candidate, channel in pairs:
-            uplift, value = self.world.uplift(user, candidate.journey_id, channel, now)
-            found.append(Guess(uplift, uplift, value))
+        for (candidate, channel), (uplift, value) in zip(
+            pairs, self._truth(pairs, recipient, now), strict=True
+        ):
+            sums = self._cells.setdefault(
+                (candidate.journey_id, channel, recipient.stratum), [0.0, 0.0, 0.0]
+            )
+            sums[0] += uplift
+            sums[1] += uplift * value
+            sums[2] += 1.0
+            mean = sums[0] / sums[2]
+            found.append(Guess(mean, mean, sums[1] / sums[0] if sums[0] else value))
         return found
 
     # --- the run
@@ -303,7 +338,7 @@ def cap_violations(messages: Sequence[Sent], settings: WorkspaceSettings) -> int
 
 def simulate(
     world: str,
-    policy: PolicyName,
+    policy: SimPolicy,
     *,
     days: int,
     customers: int,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from airspace.sim.driver import POLICIES, SimResult, share_of_oracle, simulate
+from airspace.domain.controller import Candidate, Recipient
+from airspace.sim.driver import (
+    POLICIES,
+    SimResult,
+    Simulation,
+    load_world,
+    share_of_oracle,
+    simulate,
+)
 from tests.test_cli_definitions import airspace
 
 CUSTOMERS, DAYS = 300, 5
@@ -47,3 +55,27 @@ def test_the_sim_command() -> None:
     nowhere = airspace("sim", "--world", "no.such:World", "--days", "1", "--customers", "5")
     assert nowhere.returncode == 2
     assert "cannot load world 'no.such:World'" in nowhere.stdout
+
+
+def test_the_stratum_oracle_knows_each_cells_average_truth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It scores with the true uplift averaged over the candidates of the same journey,
+    channel and stratum seen so far: what unlimited data could teach the controller."""
+    simulation = Simulation(load_world("standard", 10, 1), "stratum_oracle")
+    try:
+        truths = iter([(0.04, 50.0), (0.00, 100.0), (0.02, 80.0), (0.10, 60.0)])
+        monkeypatch.setattr(simulation.world, "uplift", lambda *_: next(truths))
+        simulation._users.update({"p1": "u000001", "p2": "u000002"})
+        now = simulation.clock.now()
+        cart = Candidate("c1", "p1", "e1", "cart", "s", ("email",), "cart", now, now)
+        guess = simulation._stratum_oracle
+        loyal = Recipient("p1", {}, {}, stratum="vip")
+        other = Recipient("p2", {}, {}, stratum="new")
+        assert guess([(cart, "email")], loyal, now)[0].mean == pytest.approx(0.04)
+        assert guess([(cart, "email")], loyal, now)[0].mean == pytest.approx(0.02)
+        third = guess([(cart, "email")], loyal, now)[0]
+        assert third.mean == pytest.approx(0.02)
+        # The value is what the cell's uplift is worth on average: (2 + 0 + 1.6) / 0.06.
+        assert third.value == pytest.approx(3.6 / 0.06)
+        assert guess([(cart, "email")], other, now)[0].mean == pytest.approx(0.10)  # its own cell
+    finally:
+        simulation.close()
