@@ -411,6 +411,13 @@ def test_many_exits_in_one_batch_withdraw_every_pending_candidate(
     assert rows(services, MessageRow) == []
 
 
+CART_WITH_GOAL = (
+    "journey: cart\nentry: {event: Cart Abandoned}\nholdout: 0\n"
+    "goal: {event: Order Completed, within: 7d, value: properties.revenue}\n"
+    "steps:\n  - message: {channels: [email], content: cart-reminder}\n"
+)
+
+
 def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
     services: Services, send: Send, clock: SimulatedClock
 ) -> None:
@@ -420,11 +427,7 @@ def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
     from airspace.domain.controller import Guess
     from airspace.store.decisions import tallies
 
-    journey = (
-        "journey: cart\nentry: {event: Cart Abandoned}\nholdout: 0\n"
-        "goal: {event: Order Completed, within: 7d, value: properties.revenue}\n"
-        "steps:\n  - message: {channels: [email], content: cart-reminder}\n"
-    )
+    journey = CART_WITH_GOAL
     put(
         services,
         journey,
@@ -473,11 +476,7 @@ def test_uplift_is_learned_from_sent_and_withheld_winners_only(
     with its value."""
     from airspace.store.decisions import tallies
 
-    journey = (
-        "journey: cart\nentry: {event: Cart Abandoned}\nholdout: 0\n"
-        "goal: {event: Order Completed, within: 7d, value: properties.revenue}\n"
-        "steps:\n  - message: {channels: [email], content: cart-reminder}\n"
-    )
+    journey = CART_WITH_GOAL
     put(
         services,
         journey,
