@@ -2,7 +2,7 @@
 """Arbitration benchmark: each policy on the same worlds and seeds, against the oracle.
 
 For each world (standard, misaligned), seed and policy (airspace, oracle,
-first_come, priority, random) it runs `airspace.sim.driver.simulate`: the world
+stratum_oracle, first_come, priority, random) it runs `airspace.sim.driver.simulate`: the world
 drives the real engine (tracking calls in, the worker on a simulated clock,
 messages out of the capture channel, purchases and unsubscribes back in) on a
 fresh SQLite database. It prints per world and policy, over the seeds, the mean

@@ -23,6 +23,7 @@ results, scores and the reason for each outcome, in plain words.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -326,6 +327,10 @@ def _score(
         contender.best = max(contender.scores, key=lambda s: s.total)
 
 
+# Standard logistic quantiles (variance 1) in units of the logistic function's argument.
+_LOGISTIC_SCALE = math.pi / math.sqrt(3.0)
+
+
 def _propensity(score: Score) -> float:
     """The chance, over the candidate's sticky quantile, that its draw on this channel is
     worth sending: draw > (cost + fatigue) / (value x response), where the draw is the
@@ -336,8 +341,8 @@ def _propensity(score: Score) -> float:
     threshold = (score.cost + score.fatigue) / scale
     if score.spread <= 0.0:
         return 1.0 if score.mean > threshold else 0.0
-    z = (threshold - score.mean) / score.spread * (np.pi / np.sqrt(3.0))
-    return float(1.0 / (1.0 + np.exp(min(z, 700.0))))
+    z = (threshold - score.mean) / score.spread * _LOGISTIC_SCALE
+    return 1.0 / (1.0 + math.exp(min(z, 700.0)))
 
 
 # The least chance of an arm a trial's weight assumes: rarer assignments would make single
