@@ -8,7 +8,7 @@ import signal
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
 from rich.console import Console
@@ -18,7 +18,6 @@ from rich.table import Table
 
 from airspace import __version__
 from airspace.bootstrap import Services, build_services
-from airspace.domain.controller import PolicyName
 from airspace.domain.definitions import Document
 from airspace.domain.errors import AirspaceError
 from airspace.domain.identity import Identifier, normalize_email
@@ -32,6 +31,9 @@ from airspace.store.admin import current_profile_id, find_profile_id
 from airspace.store.journey_admin import person_decisions
 from airspace.store.keys import create_key, list_keys, revoke_key
 from airspace.store.migrate import migrate as apply_migrations
+
+if TYPE_CHECKING:
+    from airspace.sim.driver import SimPolicy
 
 app = typer.Typer(
     help="Airspace: customer engagement with air-traffic control.", no_args_is_help=True
@@ -307,7 +309,9 @@ def sim(
     ] = "standard",
     policy: Annotated[
         list[str],
-        typer.Option(help="airspace, oracle, first_come, priority or random (repeatable)"),
+        typer.Option(
+            help="airspace, oracle, stratum_oracle, first_come, priority or random (repeatable)"
+        ),
     ] = ["airspace", "first_come", "oracle"],  # noqa: B006 (typer reads the default)
     days: Annotated[int, typer.Option(min=1, max=366, help="Simulated days")] = 60,
     customers: Annotated[int, typer.Option(min=1, max=10_000_000, help="World size")] = 2_000,
@@ -322,7 +326,7 @@ def sim(
         console.print(f"[red]unknown policy {unknown[0]!r}[/red]; expected {', '.join(POLICIES)}")
         raise typer.Exit(2)
     try:
-        chosen = [cast(PolicyName, p) for p in policy]
+        chosen = [cast("SimPolicy", p) for p in policy]
         compare(console, world, chosen, days=days, customers=customers, seed=seed)
     except AirspaceError as error:
         console.print(f"[red]{escape(str(error))}[/red]")

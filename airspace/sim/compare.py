@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from airspace.domain.controller import PolicyName
-from airspace.sim.driver import SimResult, share_of_oracle, simulate
+from airspace.sim.driver import SimPolicy, SimResult, share_of_oracle, simulate
 
 COLUMNS = (
     "policy",
@@ -26,7 +25,7 @@ COLUMNS = (
 def compare(
     console: Console,
     world: str,
-    policies: Sequence[PolicyName],
+    policies: Sequence[SimPolicy],
     *,
     days: int,
     customers: int,
