@@ -415,9 +415,9 @@ def _choose(
                 decision = _defer_or_expire(candidate, *blocked)
                 result[candidate.id] = Assessment(candidate, decision, refusals, scores)
                 continue
-        if declined:
+        if why_not is not None and declined:
             # Final: its draw is sticky, so competing again would mostly repeat the answer.
-            decision = Decision(candidate.id, "suppress", f"{why_not}", channel, declined=True)
+            decision = Decision(candidate.id, "suppress", why_not, channel, declined=True)
         elif why_not is not None:
             decision = _defer_or_expire(candidate, why_not, now + settings.retry_after)
             decision = replace(decision, channel=channel)
