@@ -82,7 +82,7 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
         sizes = sorted({(r["customers"], r["days"]) for r in mine})
         print(f"\n== {world}: {sizes}, seeds {seeds}")
         header = (
-            f"{'policy':<11} {'incr.conv':>10} {'(worst)':>9} {'net value':>11} {'(worst)':>10}"
+            f"{'policy':<14} {'incr.conv':>10} {'(worst)':>9} {'net value':>11} {'(worst)':>10}"
             f" {'sent':>8} {'unsubs':>7} {'cap viol.':>9} {'share':>7} {'(worst)':>8}"
             f" {'min/run':>8}"
         )
@@ -106,7 +106,7 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
             conv = [r["truth"]["incremental_conversions"] for r in runs]
             net = [r["net_value"] for r in runs]
             print(
-                f"{policy:<11} {statistics.mean(conv):>10.1f} {min(conv):>9.1f}"
+                f"{policy:<14} {statistics.mean(conv):>10.1f} {min(conv):>9.1f}"
                 f" {statistics.mean(net):>11,.0f} {min(net):>10,.0f}"
                 f" {statistics.mean(r['sent'] for r in runs):>8,.0f}"
                 f" {statistics.mean(r['truth']['unsubscribes'] for r in runs):>7,.0f}"
