@@ -67,8 +67,8 @@ LIFECYCLE = ("prospect", "new", "repeat", "lapsing", "lapsed")
 class Tally:
     """Trials, conversions and the revenue of the conversions of one cell. Each trial counts
     with its weight (one over the chance it had of landing in its arm), so `trials` and
-    `conversions` are weighted sums and `squares` the sum of the squared weights (0 when
-    every weight is 1)."""
+    `conversions` are weighted sums and `squares` the sum of the squared weights (0: not
+    recorded, each trial taken as weighing 1)."""
 
     trials: float = 0.0
     conversions: float = 0.0

@@ -178,8 +178,9 @@ def person_decisions(
 
 
 def uplift_report(db: Database) -> list[dict[str, Any]]:
-    """What each journey's messages add, per channel and stratum: trials, conversions and
-    the uplift's posterior mean with a 90% credible interval."""
+    """What each journey's messages add, per channel and stratum: effective trials and
+    conversions of each arm (`Tally.effective`) and the uplift's posterior mean with a 90%
+    credible interval."""
     with db.read() as conn:
         tallies = decisions_repo.tallies(conn)
         settings = current_workspace(conn).settings

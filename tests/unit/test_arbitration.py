@@ -367,6 +367,18 @@ def test_a_candidate_keeps_its_draw_when_it_competes_again() -> None:
 # --- trials: who learns what, with which weight ------------------------------------------
 
 
+def drawn(draw: float, mean: float = 0.00004, spread: float = 0.01) -> Any:
+    """An estimator that gives every candidate the draw `draw` from a posterior of this
+    mean and spread."""
+
+    def estimate(
+        pairs: Sequence[tuple[Candidate, str]], who: Recipient, now: datetime
+    ) -> list[Guess]:
+        return [Guess(mean, draw, 50.0, False, spread) for _ in pairs]
+
+    return estimate
+
+
 def test_the_propensity_is_the_chance_the_draw_is_worth_sending() -> None:
     def worth(mean: float, spread: float) -> float:
         estimator = drawn(mean, mean, spread)
@@ -380,17 +392,6 @@ def test_the_propensity_is_the_chance_the_draw_is_worth_sending() -> None:
     assert worth(0.03, 0.01) > 0.99
     assert worth(-0.03, 0.01) < 0.01
     assert (worth(0.01, 0.0), worth(-0.01, 0.0)) == (1.0, 0.0)
-
-
-def drawn(draw: float, mean: float = 0.00004, spread: float = 0.01) -> Any:
-    """An estimator whose every candidate drew `draw` from N-ish(mean, spread)."""
-
-    def estimate(
-        pairs: Sequence[tuple[Candidate, str]], who: Recipient, now: datetime
-    ) -> list[Guess]:
-        return [Guess(mean, draw, 50.0, False, spread) for _ in pairs]
-
-    return estimate
 
 
 def test_a_candidates_trial_weighs_one_over_the_chance_of_its_arm() -> None:

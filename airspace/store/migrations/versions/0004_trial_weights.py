@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """A candidate's trial weight; a cell's sum of squared weights (0: every weight is 1)."""
+    """A candidate's trial weight; a cell's sum of squared weights."""
     with op.batch_alter_table("candidates", schema=None) as batch_op:
         batch_op.add_column(sa.Column("weight", sa.Float(), nullable=False, server_default="1"))
     with op.batch_alter_table("uplift_tallies", schema=None) as batch_op:
