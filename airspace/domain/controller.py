@@ -321,9 +321,11 @@ def _score(
                 value = contender.candidate.value
             cost = settings.channels[channel].cost if channel in settings.channels else 0.0
             response = channel_response(recipient.engaged, channel, contender.channels)
-            score = Score(channel, mean, draw, value, response, cost, fatigue, learning, spread)
-            worth = 1.0 if learning or contender.candidate.tier > 0 else _propensity(score)
-            contender.scores.append(replace(score, propensity=worth))
+            always = learning or contender.candidate.tier > 0
+            worth = 1.0 if always else _propensity(mean, spread, value * response, cost + fatigue)
+            contender.scores.append(
+                Score(channel, mean, draw, value, response, cost, fatigue, learning, spread, worth)
+            )
         contender.best = max(contender.scores, key=lambda s: s.total)
 
 
@@ -331,17 +333,16 @@ def _score(
 _LOGISTIC_SCALE = math.pi / math.sqrt(3.0)
 
 
-def _propensity(score: Score) -> float:
-    """The chance, over the candidate's sticky quantile, that its draw on this channel is
-    worth sending: draw > (cost + fatigue) / (value x response), where the draw is the
-    posterior mean plus a standard logistic quantile times the spread."""
-    scale = score.value * score.response
-    if scale <= 0.0:
-        return 1.0 if score.total > 0.0 else 0.0
-    threshold = (score.cost + score.fatigue) / scale
-    if score.spread <= 0.0:
-        return 1.0 if score.mean > threshold else 0.0
-    z = (threshold - score.mean) / score.spread * _LOGISTIC_SCALE
+def _propensity(mean: float, spread: float, scale: float, costs: float) -> float:
+    """The chance, over the candidate's sticky quantile, that its draw is worth sending:
+    draw x scale > costs (scale: value x response; costs: channel and fatigue), where the
+    draw is the posterior mean plus a standard logistic quantile times the spread."""
+    if scale <= 0.0:  # a conversion worth nothing: only a free message is worth sending
+        return 1.0 if costs < 0.0 else 0.0
+    threshold = costs / scale
+    if spread <= 0.0:
+        return 1.0 if mean > threshold else 0.0
+    z = (threshold - mean) / spread * _LOGISTIC_SCALE
     return 1.0 / (1.0 + math.exp(min(z, 700.0)))
 
 
