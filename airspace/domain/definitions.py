@@ -273,13 +273,14 @@ def cross_check(workspace: Workspace) -> Iterator[Problem]:
 
 def _check_settings(workspace: Workspace, used: set[str]) -> Iterator[Problem]:
     settings = workspace.settings
-    for i, stratum in enumerate(settings.strata):
-        used.add(stratum.segment)
-        if stratum.segment not in workspace.segments:
-            yield Problem(
-                f"settings:settings:controller.strata[{i}].segment",
-                f"unknown segment {stratum.segment!r}",
-            )
+    for where, strata in (("strata", settings.strata), ("substrata", settings.substrata)):
+        for i, stratum in enumerate(strata):
+            used.add(stratum.segment)
+            if stratum.segment not in workspace.segments:
+                yield Problem(
+                    f"settings:settings:controller.{where}[{i}].segment",
+                    f"unknown segment {stratum.segment!r}",
+                )
     for i, group in enumerate(settings.exclusions):
         for jid in sorted(group.journeys - set(workspace.journeys)):
             yield Problem(

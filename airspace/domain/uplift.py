@@ -61,6 +61,7 @@ SPREAD_BOUNDS = (0.005, 0.10)
 BASELINE_CAP = 200.0
 RATIO_PRIOR = 10.0
 LIFECYCLE = ("prospect", "new", "repeat", "lapsing", "lapsed")
+OTHER = "other"  # the substratum of people in none of the configured ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,18 +178,23 @@ class Evidence:
     _controls: dict[str, dict[str, Tally]] = field(default_factory=dict, init=False)
     _learning: dict[str, bool] = field(default_factory=dict, init=False)
     between: float = field(default=SPREAD_DEFAULT, init=False)
+    within: float = field(default=SPREAD_DEFAULT, init=False)  # between substrata of a stratum
 
     def __post_init__(self) -> None:
         sums: dict[TallyKey, Tally] = {}
         for (journey, arm, channel, stratum), tally in self.tallies.items():
             if arm == "control":
                 channel = ANY
-            for key in {
+            keys = {
                 (journey, arm, ANY, ANY),
                 (journey, arm, ANY, stratum),
                 (journey, arm, channel, ANY),
                 (journey, arm, channel, stratum),
-            }:
+            }
+            parent = parent_of(stratum)
+            if parent is not None:
+                keys |= {(journey, arm, ANY, parent), (journey, arm, channel, parent)}
+            for key in keys:
                 sums[key] = sums.get(key, Tally()) + tally
         self._sums = sums
         total = Tally()
@@ -209,10 +215,12 @@ class Evidence:
         for (journey, arm, channel, stratum), tally in sums.items():
             if arm == "control" and channel == ANY and stratum != ANY:
                 self._base[stratum] = self._base.get(stratum, Tally()) + tally
-                self._base[ANY] = self._base.get(ANY, Tally()) + tally
+                if parent_of(stratum) is None:  # each trial once: its stratum, not its sub
+                    self._base[ANY] = self._base.get(ANY, Tally()) + tally
                 self._controls.setdefault(journey, {})[stratum] = tally
         self._rates = {s: self._stratum_rate(s, Tally()).mean for s in self._base}
-        self.between = self._between_strata()
+        self.between = self._spread(substrata=False)
+        self.within = self._spread(substrata=True)
 
     def _sum(self, journey: str, arm: Arm, channel: str, stratum: str) -> Tally:
         return self._sums.get((journey, arm, channel, stratum), Tally())
@@ -234,8 +242,9 @@ class Evidence:
         own = self._sum(journey, "control", ANY, stratum)
         rate = self._stratum_rate(stratum, own)
         observed = expected = 0.0
+        level = parent_of(stratum) is None
         for other, tally in self._controls.get(journey, {}).items():
-            if other != stratum:
+            if other != stratum and (parent_of(other) is None) == level:
                 observed += tally.conversions
                 expected += tally.trials * self._rates[other]
         ratio = (observed + RATIO_PRIOR) / (expected + RATIO_PRIOR)
@@ -246,15 +255,17 @@ class Evidence:
         return _observe(Beta(weight * p, weight * (1.0 - p)), own)
 
     def _split(self, journey: str, stratum: str) -> tuple[float, float, float, float]:
-        """The raw uplift (and variance) of a journey in one stratum and on all the others
-        (computed once: the spread between strata and each stratum's posterior use it)."""
+        """The raw uplift (and variance) of a journey in one stratum and on all the others —
+        of a substratum, on the other substrata of its stratum (computed once: the spread
+        between strata and each stratum's posterior use it)."""
         found = self._splits.get((journey, stratum))
         if found is not None:
             return found
         mine_t = self._sum(journey, "treated", ANY, stratum)
         mine_c = self._sum(journey, "control", ANY, stratum)
-        others_t = _minus(self._sum(journey, "treated", ANY, ANY), mine_t)
-        others_c = _minus(self._sum(journey, "control", ANY, ANY), mine_c)
+        whole = parent_of(stratum) or ANY
+        others_t = _minus(self._sum(journey, "treated", ANY, whole), mine_t)
+        others_c = _minus(self._sum(journey, "control", ANY, whole), mine_c)
         control = self.control(journey, stratum)
         treated = _observe(Beta(control.mean, 1.0 - control.mean), mine_t)
         found = self._splits[journey, stratum] = (
@@ -264,13 +275,16 @@ class Evidence:
         )
         return found
 
-    def _between_strata(self) -> float:
-        """How much uplifts differ between the strata of a journey (a standard deviation),
-        by the method of moments over every measured (journey, stratum): the squared gap
-        between a stratum and the rest of its journey beyond what noise explains."""
+    def _spread(self, *, substrata: bool) -> float:
+        """How much uplifts differ between the strata of a journey (or the substrata of a
+        stratum), a standard deviation, by the method of moments over every measured
+        (journey, stratum): the squared gap between a stratum and the rest of its journey
+        (a substratum and the rest of its stratum) beyond what noise explains."""
         excess = weights = 0.0
         for journey, arm, channel, stratum in self._sums:
             if arm != "control" or channel != ANY or stratum == ANY:
+                continue
+            if (parent_of(stratum) is not None) != substrata:
                 continue
             mine, mine_var, others, others_var = self._split(journey, stratum)
             noise = mine_var + others_var
@@ -310,13 +324,22 @@ class Evidence:
     def stratum_uplift(self, journey: str, stratum: str) -> tuple[float, float]:
         """The posterior mean and variance of a journey's uplift in a stratum, whatever the
         channel: the journey's uplift on the other strata (from a weak prior), widened by
-        the spread between strata, updated by the stratum's own difference."""
+        the spread between strata, updated by the stratum's own difference. A substratum's
+        prior is its stratum's uplift measured on the other substrata (itself from the
+        other strata), widened by the spread between substrata."""
         key = (journey, stratum)
         found = self._strata.get(key)
         if found is None:
-            mine, mine_var, others, others_var = self._split(journey, stratum)
+            parent = parent_of(stratum)
+            top = parent if parent is not None else stratum
+            _, _, others, others_var = self._split(journey, top)
             mean, variance = _combine(0.0, PRIOR_UPLIFT_SD**2, others, others_var)
-            found = self._strata[key] = _combine(mean, variance + self.between**2, mine, mine_var)
+            variance += self.between**2
+            mine, mine_var, siblings, siblings_var = self._split(journey, stratum)
+            if parent is not None:
+                mean, variance = _combine(mean, variance, siblings, siblings_var)
+                variance += self.within**2
+            found = self._strata[key] = _combine(mean, variance, mine, mine_var)
         return found
 
     def estimate(self, journey: str, channel: str, stratum: str) -> Estimate:
@@ -326,15 +349,14 @@ class Evidence:
         found = self._cache.get(key)
         if found is None:
             mean, variance = self.stratum_uplift(journey, stratum)
+            path = [stratum] if (parent := parent_of(stratum)) is None else [parent, stratum]
+            arm: Arm = "treated"
             treated = self._chain(
-                [
-                    (journey, "treated", ANY, ANY),
-                    (journey, "treated", channel, ANY),
-                    (journey, "treated", channel, stratum),
-                ]
+                [(journey, arm, ANY, ANY), (journey, arm, channel, ANY)]
+                + [(journey, arm, channel, s) for s in path]
             )
             any_channel = self._chain(
-                [(journey, "treated", ANY, ANY), (journey, "treated", ANY, stratum)]
+                [(journey, arm, ANY, ANY)] + [(journey, arm, ANY, s) for s in path]
             )
             value = self._value.get(journey, self._value[ANY])[0]
             found = self._cache[key] = Estimate(
@@ -449,12 +471,22 @@ def stratum_of(
     profile: Profile, segments: Iterable[str], settings: WorkspaceSettings, now: datetime
 ) -> str:
     """People like this one: the first configured stratum whose segment holds them, else
-    their lifecycle stage."""
+    their lifecycle stage; with substrata, that name, '/', and the first substratum that
+    holds them (else `other`)."""
     member = set(segments)
-    for stratum in settings.strata:
-        if stratum.segment in member:
-            return stratum.name
-    return lifecycle_stage(profile, settings.purchase_event, now)
+    found = next((s.name for s in settings.strata if s.segment in member), None)
+    if found is None:
+        found = lifecycle_stage(profile, settings.purchase_event, now)
+    if not settings.substrata:
+        return found
+    sub = next((s.name for s in settings.substrata if s.segment in member), OTHER)
+    return f"{found}/{sub}"
+
+
+def parent_of(stratum: str) -> str | None:
+    """The stratum a substratum (`stratum/sub`) belongs to; None for a stratum."""
+    head, slash, _ = stratum.partition("/")
+    return head if slash else None
 
 
 def channel_response(engaged: Mapping[str, int], channel: str, channels: Sequence[str]) -> float:

@@ -40,6 +40,9 @@ class Exclusion:
     per: timedelta
 
 
+MAX_STRATUM_NAME = 40  # a stratum and a substratum, joined by '/', fit the store's 100
+
+
 @dataclass(frozen=True, slots=True)
 class Stratum:
     """People like this one: the members of a segment (the first stratum that matches wins)."""
@@ -84,6 +87,7 @@ class WorkspaceSettings:
     fatigue_window: timedelta = timedelta(days=7)
     exclusions: tuple[Exclusion, ...] = ()
     strata: tuple[Stratum, ...] = ()
+    substrata: tuple[Stratum, ...] = ()  # each stratum split by the first that holds the person
     prior_strength: float = 20.0  # how many people a stratum's prior is worth
     purchase_event: str = "Order Completed"
 
@@ -100,6 +104,7 @@ _CONTROLLER_FIELDS = {
     "fatigue",
     "exclusive",
     "strata",
+    "substrata",
     "prior_strength",
     "purchase_event",
 }
@@ -155,7 +160,8 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
         fatigue_cost=problems.number("controller.fatigue.cost", fatigue.get("cost"), 0, 1e6, 0.0),
         fatigue_window=fatigue_window,
         exclusions=_exclusions(controller.get("exclusive", []), problems),
-        strata=_strata(controller.get("strata", []), problems),
+        strata=_strata(controller.get("strata", []), "controller.strata", problems),
+        substrata=_strata(controller.get("substrata", []), "controller.substrata", problems),
         prior_strength=problems.number(
             "controller.prior_strength", controller.get("prior_strength"), 0, 1e6, 20.0
         ),
@@ -236,17 +242,23 @@ def _exclusions(raw: Any, problems: Problems) -> tuple[Exclusion, ...]:
     return tuple(found)
 
 
-def _strata(raw: Any, problems: Problems) -> tuple[Stratum, ...]:
+def _strata(raw: Any, where: str, problems: Problems) -> tuple[Stratum, ...]:
     if not isinstance(raw, list):
-        problems.error("controller.strata", "expected a list of {name, segment}")
+        problems.error(where, "expected a list of {name, segment}")
         return ()
     found: list[Stratum] = []
     for i, item in enumerate(raw):
-        path = f"controller.strata[{i}]"
+        path = f"{where}[{i}]"
         spec = problems.mapping(path, item, {"name", "segment"})
         name, segment = spec.get("name"), spec.get("segment")
         if not isinstance(name, str) or not name.strip():
             problems.error(join(path, "name"), "expected a name")
+        elif "/" in name or len(name.strip()) > MAX_STRATUM_NAME:
+            problems.error(
+                join(path, "name"),
+                f"expected a name of at most {MAX_STRATUM_NAME} characters without '/'"
+                " (a substratum's name is its stratum's, '/', its own)",
+            )
         elif not isinstance(segment, str) or not segment.strip():
             problems.error(join(path, "segment"), "expected a segment id")
         else:

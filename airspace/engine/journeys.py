@@ -258,7 +258,8 @@ class JourneyRuntime:
             owned = identity_repo.identifiers_of(conn, missing)
             for pid, profile in loaded.items():
                 people[pid] = (profile, _addresses(profile, owned.get(pid, set())))
-        members = repo.memberships(conn, pids) if ws.settings.strata else {}
+        stratified = ws.settings.strata or ws.settings.substrata
+        members = repo.memberships(conn, pids) if stratified else {}
         evidence = self.evidence(conn, ws, now)
         policy = self.policy or ws.settings.policy
         decided: list[tuple[Candidate, Decision, str]] = []

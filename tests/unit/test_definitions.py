@@ -349,7 +349,7 @@ def test_without_topics_defined_any_topic_is_accepted() -> None:
                 "settings.yaml: controller.colour: unknown field; expected one of caps, "
                 "decision_window, exclusive, fatigue, global_control, message_holdout, "
                 "per_decision, policy, prior_strength, purchase_event, quiet_hours, "
-                "retry_after, strata",
+                "retry_after, strata, substrata",
                 "settings.yaml: controller.decision_window: "
                 "expected a duration such as 30m, 1h, 7d or 2w; got 'soon'",
                 'settings.yaml: controller.quiet_hours.to: expected a time of day such as "09:00";'
