@@ -575,6 +575,7 @@ def test_controller_settings_name_real_segments_and_journeys() -> None:
         "controller:\n"
         "  policy: airspace\n"
         "  strata: [{name: vip, segment: high-value}, {name: ghosts, segment: nope}]\n"
+        "  substrata: [{name: fans, segment: high-value}, {name: shades, segment: nowhere}]\n"
         "  exclusive: [{name: offers, journeys: [win-back, welcome, gone], per: 14d}]\n"
         "  fatigue: {cost: 0.5, per: 3d}\n"
         "  per_decision: 2\n"
@@ -582,6 +583,7 @@ def test_controller_settings_name_real_segments_and_journeys() -> None:
     )
     assert with_examples(**{"settings.yaml": settings}) == [
         "settings.yaml: controller.strata[1].segment: unknown segment 'nope'",
+        "settings.yaml: controller.substrata[1].segment: unknown segment 'nowhere'",
         "settings.yaml: controller.exclusive[0].journeys: unknown journey 'gone'",
     ]
     workspace, _ = load({**example_files(), "settings.yaml": settings.replace(", gone", "")})
@@ -593,6 +595,7 @@ def test_controller_settings_name_real_segments_and_journeys() -> None:
         timedelta(days=3),
     )
     assert [x.name for x in s.strata] == ["vip", "ghosts"]
+    assert [x.name for x in s.substrata] == ["fans", "shades"]
     assert s.exclusions[0].journeys == frozenset({"win-back", "welcome"})
 
 
@@ -612,6 +615,12 @@ def test_controller_settings_name_real_segments_and_journeys() -> None:
             "controller.exclusive[0].journeys: expected a list of two journeys or more",
         ),
         ("strata: [{name: vip}]", "controller.strata[0].segment: expected a segment id"),
+        (
+            "substrata: [{name: a/b, segment: high-value}]",
+            "controller.substrata[0].name: expected a name of at most 40 characters without"
+            " '/' (a substratum's name is its stratum's, '/', its own)",
+        ),
+        ("substrata: {name: x}", "controller.substrata: expected a list of {name, segment}"),
         (
             "fatigue: {cost: -1}",
             "controller.fatigue.cost: expected a number from 0 to 1000000.0, got a number (-1)",

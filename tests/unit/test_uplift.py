@@ -16,6 +16,7 @@ from airspace.domain.uplift import (
     candidate_uniforms,
     channel_response,
     lifecycle_stage,
+    parent_of,
     raw_uplift,
     sticky_uplift,
     stratum_of,
@@ -193,6 +194,58 @@ def test_configured_strata_come_first_in_order() -> None:
     assert stratum_of(person, {"fans", "high-value"}, settings, NOW) == "vip"
     assert stratum_of(person, {"fans"}, settings, NOW) == "fans"
     assert stratum_of(person, set(), settings, NOW) == "repeat"
+
+
+def test_substrata_split_each_stratum() -> None:
+    settings = WorkspaceSettings(
+        strata=(Stratum("vip", "high-value"),),
+        substrata=(Stratum("loyal", "frequent"), Stratum("recent", "recent-buyers")),
+    )
+    person = _buyer(3, NOW - timedelta(days=3))
+    assert stratum_of(person, {"high-value", "recent-buyers"}, settings, NOW) == "vip/recent"
+    assert stratum_of(person, {"frequent", "recent-buyers"}, settings, NOW) == "repeat/loyal"
+    assert stratum_of(person, set(), settings, NOW) == "repeat/other"
+    assert (parent_of("repeat/loyal"), parent_of("repeat")) == ("repeat", None)
+
+
+def _cells(journey: str, stratum: str, n: float, treated: float, control: float) -> dict:
+    return {
+        (journey, "treated", "email", stratum): Tally(n, treated * n),
+        (journey, "control", "", stratum): Tally(n, control * n),
+    }
+
+
+def test_a_thin_substratum_borrows_from_its_stratum_not_its_journey() -> None:
+    """`vip` gains 10 points from the message and `new` nothing; a substratum of `vip`
+    with three trials starts from `vip`'s uplift, not from the journey's average."""
+    tallies = {
+        **_cells("cart", "vip/loyal", 4_000, 0.30, 0.20),
+        **_cells("cart", "vip/other", 4_000, 0.30, 0.20),
+        **_cells("cart", "new/loyal", 4_000, 0.10, 0.10),
+        **_cells("cart", "new/other", 4_000, 0.10, 0.10),
+        **_cells("cart", "vip/recent", 3, 0.0, 0.34),
+    }
+    evidence = Evidence(tallies)
+    thin = evidence.estimate("cart", "email", "vip/recent")
+    assert thin.uplift == pytest.approx(0.10, abs=0.02)
+    assert evidence.estimate("cart", "email", "new/recent").uplift == pytest.approx(0.0, abs=0.02)
+    assert evidence.estimate("cart", "email", "vip/loyal").uplift == pytest.approx(0.10, abs=0.01)
+    assert evidence.between > 0.05  # vip and new differ
+    assert evidence.within == pytest.approx(0.005)  # their substrata do not
+
+
+def test_a_well_measured_substratum_follows_its_own_data() -> None:
+    tallies = {
+        **_cells("cart", "vip/loyal", 8_000, 0.20, 0.20),
+        **_cells("cart", "vip/other", 8_000, 0.30, 0.20),
+        **_cells("cart", "new/loyal", 8_000, 0.20, 0.10),
+        **_cells("cart", "new/other", 8_000, 0.10, 0.10),
+    }
+    evidence = Evidence(tallies)
+    for stratum, uplift in (("vip/loyal", 0.0), ("vip/other", 0.1), ("new/loyal", 0.1)):
+        estimate = evidence.estimate("cart", "email", stratum)
+        assert estimate.uplift == pytest.approx(uplift, abs=0.01), stratum
+    assert evidence.within > 0.04
 
 
 def test_channel_response_prefers_where_the_person_engages() -> None:
