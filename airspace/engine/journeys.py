@@ -53,6 +53,7 @@ class ReactStats:
     exited: int = 0
     sent: int = 0
     timers: int = 0
+    retraited: set[str] = field(default_factory=set)  # people whose traits were written
 
 
 @dataclass
@@ -105,10 +106,12 @@ class JourneyRuntime:
         *,
         fresh: Iterable[str] = (),
         identifiers: Mapping[str, set[Identifier]] | None = None,
+        ws: Workspace | None = None,
     ) -> ReactStats:
         """Carry out every person's reaction to their inputs (see `domain.reactor`).
-        `identifiers`: the people's identifiers, when the caller holds them already."""
-        ws = self.workspace(conn)
+        `identifiers`: the people's identifiers, and `ws` the workspace, when the caller
+        holds them already (read in this transaction)."""
+        ws = ws or self.workspace(conn)
         stats = ReactStats(people=len(people))
         if not people or not (ws.journeys or ws.segments):
             return stats
@@ -169,6 +172,7 @@ class JourneyRuntime:
         self.queued_calls += len(webhooks)
         if changed_profiles:
             identity_repo.save_profiles(conn, changed_profiles, now)
+            stats.retraited.update(p.profile_id for p in changed_profiles)
         stats.sent += self._decide_or_schedule(conn, ws, writes, now, known)
         return stats
 
@@ -239,9 +243,11 @@ class JourneyRuntime:
         ws: Workspace | None = None,
         candidates: Mapping[str, list[Candidate]] | None = None,
         known: Mapping[str, tuple[Profile, Mapping[str, str]]] | None = None,
+        profiles: Mapping[str, Profile] | None = None,
     ) -> int:
         """Run the controller for these people; return the number of messages sent.
-        `known`: profiles and addresses the caller has loaded already."""
+        `known`: profiles and addresses the caller has loaded already; `profiles`: profiles
+        it has loaded in this transaction (their addresses are still to be found)."""
         ws = ws or self.workspace(conn)
         candidates = candidates if candidates is not None else repo.open_candidates(conn, pids)
         settings = ws.settings
@@ -254,7 +260,11 @@ class JourneyRuntime:
         people = dict(known or {})
         missing = [pid for pid in pids if pid not in people]
         if missing:
-            loaded = identity_repo.load_profiles(conn, self.db, missing)
+            held = profiles or {}
+            loaded = {pid: held[pid] for pid in missing if pid in held}
+            unread = [pid for pid in missing if pid not in held]
+            if unread:
+                loaded.update(identity_repo.load_profiles(conn, self.db, unread))
             owned = identity_repo.identifiers_of(conn, missing)
             for pid, profile in loaded.items():
                 people[pid] = (profile, _addresses(profile, owned.get(pid, set())))
@@ -340,9 +350,11 @@ class JourneyRuntime:
                 people.setdefault(timer.profile_id, []).append(
                     TimerInput(timer.kind, timer.ref, timer.due_at, timer.payload)  # type: ignore[arg-type]
                 )
-        stats = self.react(conn, people, profiles, now) if people else ReactStats()
+        stats = self.react(conn, people, profiles, now, ws=ws) if people else ReactStats()
         if deciding:
-            stats.sent += self.decide(conn, sorted(set(deciding)), now, ws=ws)
+            # Their profiles as loaded above, unless a reaction has just written new traits.
+            unchanged = {pid: profiles[pid] for pid in deciding if pid not in stats.retraited}
+            stats.sent += self.decide(conn, sorted(set(deciding)), now, ws=ws, profiles=unchanged)
         stats.timers = len(schedules) + len(mine)
         return stats
 

@@ -326,23 +326,28 @@ SIZE_EVERY = timedelta(minutes=5)
 def record_sizes(conn: Connection, now: datetime, segment_ids: Sequence[str]) -> None:
     """Note the size of these segments now, empty ones too (sizes over time); with
     several workers, the first to get here in a 5-minute span writes them."""
-    last = conn.execute(select(func.max(SegmentSizeRow.at))).scalar()
+    last = conn.execute(_LAST_SIZES).scalar()
     if last is not None and now - last < SIZE_EVERY and not _new(conn, segment_ids):
         return
     sizes = dict.fromkeys(segment_ids, 0)
-    for sid, size in conn.execute(
-        select(SegmentMemberRow.segment_id, func.count()).group_by(SegmentMemberRow.segment_id)
-    ):
+    for sid, size in conn.execute(_SIZES):
         if sid in sizes:
             sizes[sid] = size
     if sizes:
         conn.execute(
-            insert(core(SegmentSizeRow)),
+            _INSERT_SIZE,
             [{"segment_id": sid, "at": now, "size": size} for sid, size in sizes.items()],
         )
 
 
+# Built once: `record_sizes` runs every few minutes of every worker.
+_LAST_SIZES = select(func.max(SegmentSizeRow.at))
+_SIZES = select(SegmentMemberRow.segment_id, func.count()).group_by(SegmentMemberRow.segment_id)
+_INSERT_SIZE = insert(core(SegmentSizeRow))
+_SIZED = select(SegmentSizeRow.segment_id).distinct()
+
+
 def _new(conn: Connection, segment_ids: Sequence[str]) -> bool:
     """Has any of these segments no size recorded yet?"""
-    known = set(conn.execute(select(SegmentSizeRow.segment_id).distinct()).scalars())
+    known = set(conn.execute(_SIZED).scalars())
     return bool(set(segment_ids) - known)

@@ -188,8 +188,9 @@ class Worker:
         if self._last_prune is None or now - self._last_prune >= self.config.prune_every:
             prune_message_ids(self.db, now, self.config.dedupe_retention)
             with self.db.write() as conn:
-                sync_schedules(conn, self.journeys.workspace(conn), now)
-                record_sizes(conn, now, list(self.journeys.workspace(conn).segments))
+                ws = self.journeys.workspace(conn)
+                sync_schedules(conn, ws, now)
+                record_sizes(conn, now, list(ws.segments))
             self._last_prune = now
 
     def quarantine_next(self, reason: str) -> None:

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from airspace.bootstrap import Services, build_services
 from airspace.domain.clock import SimulatedClock
@@ -47,6 +47,20 @@ from airspace.store.journeys import sent_since
 from airspace.store.keys import create_key
 from airspace.store.migrate import migrate
 from airspace.store.tables import DecisionRow, IdentifierRow, MessageRow
+
+# The messages sent since the last look (built once: it runs every tick).
+_NEW_MESSAGES = (
+    select(
+        MessageRow.id,
+        MessageRow.sent_at,
+        MessageRow.profile_id,
+        MessageRow.journey_id,
+        MessageRow.channel,
+        MessageRow.content,
+    )
+    .where(MessageRow.id > bindparam("after"))
+    .order_by(MessageRow.id)
+)
 
 SimPolicy = PolicyName | Literal["stratum_oracle"]
 POLICIES: tuple[SimPolicy, ...] = (
@@ -202,18 +216,7 @@ class Simulation:
 
     def _deliveries(self) -> list[Delivery]:
         with self.services.db.read() as conn:
-            rows = conn.execute(
-                select(
-                    MessageRow.id,
-                    MessageRow.sent_at,
-                    MessageRow.profile_id,
-                    MessageRow.journey_id,
-                    MessageRow.channel,
-                    MessageRow.content,
-                )
-                .where(MessageRow.id > self._last_message)
-                .order_by(MessageRow.id)
-            ).all()
+            rows = conn.execute(_NEW_MESSAGES, {"after": self._last_message}).all()
             unknown = {r.profile_id for r in rows} - set(self._users)
             if unknown:
                 self._users.update(self._user_ids(conn, unknown))

@@ -43,6 +43,9 @@ def prune_log(conn: Connection, before: datetime, batch: int = 1_000) -> int:
             return removed
 
 
+_INSERT_DECISION = core(DecisionRow).insert()
+
+
 def write_log(conn: Connection, records: Sequence[DecisionRecord]) -> None:
     """Store decisions in the log."""
     rows = [
@@ -57,7 +60,7 @@ def write_log(conn: Connection, records: Sequence[DecisionRecord]) -> None:
         for r in records
     ]
     if rows:
-        conn.execute(core(DecisionRow).insert(), rows)
+        conn.execute(_INSERT_DECISION, rows)
 
 
 def decisions_of(
@@ -96,14 +99,19 @@ def held_out_of(
     ]
 
 
+_MARK_TRIAL = (
+    update(core(CandidateRow))
+    .where(CandidateRow.id == bindparam("b_id"))
+    .values(arm=bindparam("b_arm"), stratum=bindparam("b_stratum"), weight=bindparam("b_w"))
+)
+
+
 def count_trials(conn: Connection, trials: Sequence[Trial]) -> None:
     """Mark candidates as uplift trials and add them to their cells."""
     if not trials:
         return
     conn.execute(
-        update(core(CandidateRow))
-        .where(CandidateRow.id == bindparam("b_id"))
-        .values(arm=bindparam("b_arm"), stratum=bindparam("b_stratum"), weight=bindparam("b_w")),
+        _MARK_TRIAL,
         [
             {"b_id": cid, "b_arm": arm, "b_stratum": stratum[:100], "b_w": weight}
             for cid, _, arm, _, stratum, weight in trials
@@ -124,23 +132,24 @@ def count_conversions(conn: Connection, conversions: Sequence[tuple[str, datetim
     by_enrollment = {eid: (at, value) for eid, at, value in conversions}
     cells: dict[TallyKey, Tally] = {}
     for chunk in chunks(list(by_enrollment)):
-        for row in conn.execute(
-            select(
-                CandidateRow.enrollment_id,
-                CandidateRow.journey_id,
-                CandidateRow.arm,
-                CandidateRow.channel,
-                CandidateRow.stratum,
-                CandidateRow.created_at,
-                CandidateRow.weight,
-            ).where(CandidateRow.enrollment_id.in_(chunk), CandidateRow.arm != "")
-        ):
+        for row in conn.execute(_TRIALS_OF, {"ids": chunk}):
             at, value = by_enrollment[row.enrollment_id]
             if row.created_at <= at:
                 key = _key(row.journey_id, row.arm, row.channel or ANY, row.stratum)
                 w = row.weight
                 cells[key] = cells.get(key, Tally()) + Tally(0.0, w, w * value)
     add_tallies(conn, cells)
+
+
+_TRIALS_OF = select(
+    CandidateRow.enrollment_id,
+    CandidateRow.journey_id,
+    CandidateRow.arm,
+    CandidateRow.channel,
+    CandidateRow.stratum,
+    CandidateRow.created_at,
+    CandidateRow.weight,
+).where(CandidateRow.enrollment_id.in_(bindparam("ids", expanding=True)), CandidateRow.arm != "")
 
 
 def _key(journey: str, arm: str, channel: str, stratum: str) -> TallyKey:
@@ -196,5 +205,8 @@ def tallies(conn: Connection) -> dict[TallyKey, Tally]:
         (r.journey_id, "treated" if r.arm == "treated" else "control", r.channel, r.stratum): Tally(
             r.trials, r.conversions, r.revenue, r.squares
         ).effective()
-        for r in conn.execute(select(UpliftTallyRow))
+        for r in conn.execute(_TALLIES)
     }
+
+
+_TALLIES = select(UpliftTallyRow)

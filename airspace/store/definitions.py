@@ -61,10 +61,11 @@ def _stored(row: Any) -> StoredDefinition:
 
 def revision(conn: Connection) -> tuple[int, datetime | None]:
     """Changes whenever any definition or status changes (for caches)."""
-    count, changed = conn.execute(
-        select(func.count(DefinitionRow.id), func.max(DefinitionRow.changed_at))
-    ).one()
+    count, changed = conn.execute(_REVISION).one()
     return int(count), changed
+
+
+_REVISION = select(func.count(DefinitionRow.id), func.max(DefinitionRow.changed_at))
 
 
 def live(conn: Connection, kind: str | None = None) -> list[StoredDefinition]:

@@ -14,7 +14,18 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, exists, insert, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Integer,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from airspace.domain.consent import ConsentRecord
 from airspace.domain.identity import Identifier
@@ -46,6 +57,22 @@ class InboxItem:
 
 PARTITIONS_PER_BATCH = 4
 
+# The statements the worker runs for every batch are built once (see `store.journeys`).
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_OLDEST = (
+    select(InboxRow.id, InboxRow.write_key_id, InboxRow.payload)
+    .order_by(InboxRow.id)
+    .limit(bindparam("limit", type_=Integer))
+)
+_OLDEST_OF_PARTITIONS = _OLDEST.where(InboxRow.partition.in_(_IDS))
+_FREE_PARTITIONS = (
+    select(InboxPartitionRow.id)
+    .where(exists().where(InboxRow.partition == InboxPartitionRow.id))
+    .order_by(InboxPartitionRow.last_run_at.asc().nulls_first())
+    .limit(PARTITIONS_PER_BATCH)
+    .with_for_update(skip_locked=True)
+)
+
 
 def claim_batch(conn: Connection, db: Database, limit: int) -> tuple[list[int], list[InboxItem]]:
     """Take the oldest events of a few partitions that no other worker holds.
@@ -56,21 +83,13 @@ def claim_batch(conn: Connection, db: Database, limit: int) -> tuple[list[int], 
     them; a partition's events are still taken oldest first, in their order.
     """
     partitions: list[int] = []
-    query = select(InboxRow.id, InboxRow.write_key_id, InboxRow.payload).order_by(InboxRow.id)
     if db.is_postgres:
-        partitions = list(
-            conn.execute(
-                select(InboxPartitionRow.id)
-                .where(exists().where(InboxRow.partition == InboxPartitionRow.id))
-                .order_by(InboxPartitionRow.last_run_at.asc().nulls_first())
-                .limit(PARTITIONS_PER_BATCH)
-                .with_for_update(skip_locked=True)
-            ).scalars()
-        )
+        partitions = list(conn.execute(_FREE_PARTITIONS).scalars())
         if not partitions:
             return [], []
-        query = query.where(InboxRow.partition.in_(partitions))
-    rows = conn.execute(query.limit(limit)).all()
+        rows = conn.execute(_OLDEST_OF_PARTITIONS, {"ids": partitions, "limit": limit}).all()
+    else:
+        rows = conn.execute(_OLDEST, {"limit": limit}).all()
     return partitions, [
         InboxItem(r.id, r.write_key_id, orjson.loads(r.payload), r.payload) for r in rows
     ]
@@ -81,13 +100,17 @@ def finish_batch(
 ) -> None:
     """Remove applied events from the inbox, in the same transaction as their effects."""
     if inbox_ids:
-        conn.execute(delete(core(InboxRow)).where(InboxRow.id.in_(inbox_ids)))
+        conn.execute(_DELETE_APPLIED, {"ids": inbox_ids})
     if partitions:
-        conn.execute(
-            update(core(InboxPartitionRow))
-            .where(InboxPartitionRow.id.in_(partitions))
-            .values(last_run_at=now)
-        )
+        conn.execute(_PARTITIONS_RAN, {"ids": partitions, "now": now})
+
+
+_DELETE_APPLIED = delete(core(InboxRow)).where(InboxRow.id.in_(_IDS))
+_PARTITIONS_RAN = (
+    update(core(InboxPartitionRow))
+    .where(InboxPartitionRow.id.in_(_IDS))
+    .values(last_run_at=bindparam("now"))
+)
 
 
 def lock_key(key: str) -> int:
@@ -116,12 +139,11 @@ def erased_among(conn: Connection, hashes: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(wanted), 5000):
         chunk = wanted[start : start + 5000]
-        found |= set(
-            conn.execute(
-                select(ErasedIdentifierRow.hash).where(ErasedIdentifierRow.hash.in_(chunk))
-            ).scalars()
-        )
+        found |= set(conn.execute(_ERASED_AMONG, {"ids": chunk}).scalars())
     return found
+
+
+_ERASED_AMONG = select(ErasedIdentifierRow.hash).where(ErasedIdentifierRow.hash.in_(_IDS))
 
 
 def owners_of(conn: Connection, keys: Iterable[str]) -> dict[str, str]:
@@ -130,11 +152,12 @@ def owners_of(conn: Connection, keys: Iterable[str]) -> dict[str, str]:
     owners: dict[str, str] = {}
     for start in range(0, len(wanted), 5000):
         chunk = wanted[start : start + 5000]
-        for key, profile_id in conn.execute(
-            select(IdentifierRow.key, IdentifierRow.profile_id).where(IdentifierRow.key.in_(chunk))
-        ):
+        for key, profile_id in conn.execute(_OWNERS_OF, {"ids": chunk}):
             owners[key] = profile_id
     return owners
+
+
+_OWNERS_OF = select(IdentifierRow.key, IdentifierRow.profile_id).where(IdentifierRow.key.in_(_IDS))
 
 
 def identifiers_of(conn: Connection, profile_ids: Iterable[str]) -> dict[str, set[Identifier]]:
@@ -143,13 +166,14 @@ def identifiers_of(conn: Connection, profile_ids: Iterable[str]) -> dict[str, se
     wanted = list(set(profile_ids))
     for start in range(0, len(wanted), 5000):
         chunk = wanted[start : start + 5000]
-        for kind, value, profile_id in conn.execute(
-            select(IdentifierRow.type, IdentifierRow.value, IdentifierRow.profile_id).where(
-                IdentifierRow.profile_id.in_(chunk)
-            )
-        ):
+        for kind, value, profile_id in conn.execute(_IDENTIFIERS_OF, {"ids": chunk}):
             result.setdefault(profile_id, set()).add(Identifier(kind, value))
     return result
+
+
+_IDENTIFIERS_OF = select(IdentifierRow.type, IdentifierRow.value, IdentifierRow.profile_id).where(
+    IdentifierRow.profile_id.in_(_IDS)
+)
 
 
 def load_profiles(
@@ -158,17 +182,15 @@ def load_profiles(
     """Profiles by id; with `lock`, hold them (PostgreSQL) until commit, in id order."""
     wanted = sorted(set(profile_ids))
     profiles: dict[str, Profile] = {}
+    query = _PROFILES_LOCKED if lock and db.is_postgres else _PROFILES
     for start in range(0, len(wanted), 5000):
-        query = (
-            select(ProfileRow)
-            .where(ProfileRow.id.in_(wanted[start : start + 5000]))
-            .order_by(ProfileRow.id)
-        )
-        if lock and db.is_postgres:
-            query = query.with_for_update()
-        for row in conn.execute(query):
+        for row in conn.execute(query, {"ids": wanted[start : start + 5000]}):
             profiles[row.id] = profile_from_row(row._mapping)
     return profiles
+
+
+_PROFILES = select(ProfileRow).where(ProfileRow.id.in_(_IDS)).order_by(ProfileRow.id)
+_PROFILES_LOCKED = _PROFILES.with_for_update()
 
 
 def _time(value: str | None) -> datetime | None:

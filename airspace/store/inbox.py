@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, bindparam, delete, func, insert, select
 
 from airspace.domain.events import Event
 from airspace.store.bulk import driver_time, insert_many, placeholders
@@ -128,7 +128,8 @@ def inbox_depth(db: Database) -> int:
 def prune_message_ids(db: Database, now: datetime, retention: timedelta) -> int:
     """Forget messageIds older than the retention window."""
     with db.write() as conn:
-        result = conn.execute(
-            delete(core(MessageIdRow)).where(MessageIdRow.seen_at < now - retention)
-        )
+        result = conn.execute(_FORGET_MESSAGE_IDS, {"before": now - retention})
     return int(result.rowcount or 0)
+
+
+_FORGET_MESSAGE_IDS = delete(core(MessageIdRow)).where(MessageIdRow.seen_at < bindparam("before"))

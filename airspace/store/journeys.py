@@ -9,7 +9,20 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, Connection, and_, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import (
+    JSON,
+    BindParameter,
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from airspace.domain.controller import Candidate, Decision, Sent
 from airspace.domain.journeys import CallWebhook, Enrollment, Propose, Withdraw
@@ -31,6 +44,12 @@ from airspace.store.tables import (
 )
 
 CHUNK = 2000
+
+# The statements the engine runs for every person are built once, here: a statement
+# built anew for each call costs more to construct and to look up in SQLAlchemy's
+# compiled cache than the database takes to run it. Lists go in as expanding
+# parameters (`ids`), so one statement serves every length.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -73,13 +92,14 @@ def insert_rows(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> Non
 # --- reading a person's state -----------------------------------------------------------
 
 
+_MEMBERSHIPS = select(SegmentMemberRow).where(SegmentMemberRow.profile_id.in_(_IDS))
+
+
 def memberships(conn: Connection, profile_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
     """profile id → segment id → entered at."""
     found: dict[str, dict[str, datetime]] = {}
     for chunk in chunks(profile_ids):
-        for row in conn.execute(
-            select(SegmentMemberRow).where(SegmentMemberRow.profile_id.in_(chunk))
-        ):
+        for row in conn.execute(_MEMBERSHIPS, {"ids": chunk}):
             found.setdefault(row.profile_id, {})[row.segment_id] = row.entered_at
     return found
 
@@ -104,13 +124,30 @@ def enrollment_from_row(row: Any) -> Enrollment:
     )
 
 
+_ENROLLMENTS = select(EnrollmentRow).where(EnrollmentRow.profile_id.in_(_IDS))
+
+
 def enrollments_of(conn: Connection, profile_ids: Sequence[str]) -> dict[str, list[Enrollment]]:
     """profile id → every enrollment of theirs (active and past, for re-entry and goals)."""
     found: dict[str, list[Enrollment]] = {}
     for chunk in chunks(profile_ids):
-        for row in conn.execute(select(EnrollmentRow).where(EnrollmentRow.profile_id.in_(chunk))):
+        for row in conn.execute(_ENROLLMENTS, {"ids": chunk}):
             found.setdefault(row.profile_id, []).append(enrollment_from_row(row))
     return found
+
+
+def _event_facts(payload: bool, since: bool) -> Any:
+    columns: list[Any] = [EventRow.profile_id, EventRow.name, EventRow.timestamp]
+    if payload:
+        columns.append(EventRow.payload)
+    query = select(*columns).where(
+        EventRow.profile_id.in_(_IDS), EventRow.name.in_(bindparam("names", expanding=True))
+    )
+    return query.where(EventRow.timestamp >= bindparam("since")) if since else query
+
+
+# (with the payload, since a time) → statement
+_EVENT_FACTS = {(p, s): _event_facts(p, s) for p in (False, True) for s in (False, True)}
 
 
 def event_facts(
@@ -127,14 +164,9 @@ def event_facts(
     horizons = [c.horizon for c in conditions]
     since = None if any(h is None for h in horizons) else now - max(h for h in horizons if h)
     need_payload = any(c.where for c in conditions)
-    columns: list[Any] = [EventRow.profile_id, EventRow.name, EventRow.timestamp]
-    if need_payload:
-        columns.append(EventRow.payload)
+    query = _EVENT_FACTS[need_payload, since is not None]
     for chunk in chunks(profile_ids, 500):
-        query = select(*columns).where(EventRow.profile_id.in_(chunk), EventRow.name.in_(names))
-        if since is not None:
-            query = query.where(EventRow.timestamp >= since)
-        for row in conn.execute(query):
+        for row in conn.execute(query, {"ids": chunk, "names": names, "since": since}):
             payload = _payload(row.payload) if need_payload else {}
             mine = facts.setdefault(row.profile_id, {})
             for condition in conditions:
@@ -156,12 +188,12 @@ def entered_totals(conn: Connection, journey_ids: Iterable[str]) -> dict[str, in
     wanted = list(journey_ids)
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(JourneyStatRow.journey_id, JourneyStatRow.entered).where(
-            JourneyStatRow.journey_id.in_(wanted)
-        )
-    )
-    return {r.journey_id: r.entered for r in rows}
+    return {r.journey_id: r.entered for r in conn.execute(_ENTERED_TOTALS, {"ids": wanted})}
+
+
+_ENTERED_TOTALS = select(JourneyStatRow.journey_id, JourneyStatRow.entered).where(
+    JourneyStatRow.journey_id.in_(_IDS)
+)
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -201,6 +233,20 @@ class PersonWrite:
     entries: Mapping[str, int]
 
 
+_LEAVE_SEGMENT = delete(core(SegmentMemberRow)).where(
+    SegmentMemberRow.segment_id == bindparam("segment"), SegmentMemberRow.profile_id.in_(_IDS)
+)
+_WITHDRAW = (
+    update(core(CandidateRow))
+    .where(
+        CandidateRow.enrollment_id == bindparam("b_enrollment"),
+        # Not IN (...): an expanding parameter cannot go with executemany.
+        or_(CandidateRow.status == "pending", CandidateRow.status == "deferred"),
+    )
+    .values(status="withdrawn", reason=bindparam("b_reason"), decided_at=bindparam("b_now"))
+)
+
+
 def write_people(conn: Connection, people: Sequence[PersonWrite], now: datetime) -> None:
     """Write memberships, transitions, enrollments, candidates and timers of many people."""
     members = [
@@ -216,11 +262,7 @@ def write_people(conn: Connection, people: Sequence[PersonWrite], now: datetime)
             gone.setdefault(sid, []).append(p.profile_id)
     for sid, pids in gone.items():
         for chunk in chunks(pids):
-            conn.execute(
-                delete(core(SegmentMemberRow)).where(
-                    SegmentMemberRow.segment_id == sid, SegmentMemberRow.profile_id.in_(chunk)
-                )
-            )
+            conn.execute(_LEAVE_SEGMENT, {"segment": sid, "ids": chunk})
     transitions = [
         {"segment_id": sid, "profile_id": p.profile_id, "entered": flag, "at": at}
         for p in people
@@ -241,23 +283,19 @@ def write_people(conn: Connection, people: Sequence[PersonWrite], now: datetime)
         for w in p.withdrawals
     ]
     if withdrawals:
-        conn.execute(
-            update(core(CandidateRow))
-            .where(
-                CandidateRow.enrollment_id == bindparam("b_enrollment"),
-                # Not IN (...): an expanding parameter cannot go with executemany.
-                or_(CandidateRow.status == "pending", CandidateRow.status == "deferred"),
-            )
-            .values(
-                status="withdrawn", reason=bindparam("b_reason"), decided_at=bindparam("b_now")
-            ),
-            withdrawals,
-        )
+        conn.execute(_WITHDRAW, withdrawals)
     set_timers(
         conn,
         [(p.profile_id, kind, ref, due) for p in people for (kind, ref), due in p.timers.items()],
     )
     _count_entries(conn, people)
+
+
+_ADD_ENTRIES = (
+    update(core(JourneyStatRow))
+    .where(JourneyStatRow.journey_id == bindparam("journey"))
+    .values(entered=JourneyStatRow.entered + bindparam("n"))
+)
 
 
 def _count_entries(conn: Connection, people: Sequence[PersonWrite]) -> None:
@@ -266,11 +304,7 @@ def _count_entries(conn: Connection, people: Sequence[PersonWrite]) -> None:
         for jid, n in p.entries.items():
             totals[jid] = totals.get(jid, 0) + n
     for jid, n in sorted(totals.items()):
-        done = conn.execute(
-            update(core(JourneyStatRow))
-            .where(JourneyStatRow.journey_id == jid)
-            .values(entered=JourneyStatRow.entered + n)
-        ).rowcount
+        done = conn.execute(_ADD_ENTRIES, {"journey": jid, "n": n}).rowcount
         if not done:
             upsert(conn, JourneyStatRow, [{"journey_id": jid, "entered": n}], ["journey_id"])
 
@@ -299,11 +333,14 @@ def set_timers(
             drop.setdefault((kind, ref), []).append(pid)
     for (kind, ref), pids in drop.items():
         for chunk in chunks(pids):
-            conn.execute(
-                delete(core(TimerRow)).where(
-                    TimerRow.kind == kind, TimerRow.ref == ref, TimerRow.profile_id.in_(chunk)
-                )
-            )
+            conn.execute(_DROP_TIMERS, {"kind": kind, "ref": ref, "ids": chunk})
+
+
+_DROP_TIMERS = delete(core(TimerRow)).where(
+    TimerRow.kind == bindparam("kind"),
+    TimerRow.ref == bindparam("ref"),
+    TimerRow.profile_id.in_(_IDS),
+)
 
 
 # --- timers -----------------------------------------------------------------------------
@@ -321,19 +358,29 @@ class DueTimer:
     payload: dict[str, Any]
 
 
+_CLAIM_DUE = (
+    select(TimerRow)
+    .where(TimerRow.due_at <= bindparam("now"))
+    .order_by(TimerRow.due_at)
+    .limit(bindparam("limit", type_=Integer))
+)
+_CLAIM_DUE_SKIP_LOCKED = _CLAIM_DUE.with_for_update(skip_locked=True)
+
+
 def claim_due(conn: Connection, db: Database, now: datetime, limit: int) -> list[DueTimer]:
     """The earliest due timers no other worker holds; they are deleted with this
     transaction's commit (work that re-schedules writes a new row)."""
-    query = select(TimerRow).where(TimerRow.due_at <= now).order_by(TimerRow.due_at).limit(limit)
-    if db.is_postgres:
-        query = query.with_for_update(skip_locked=True)
-    rows = conn.execute(query).all()
+    query = _CLAIM_DUE_SKIP_LOCKED if db.is_postgres else _CLAIM_DUE
+    rows = conn.execute(query, {"now": now, "limit": limit}).all()
     return [DueTimer(r.id, r.profile_id, r.kind, r.ref, r.due_at, r.payload or {}) for r in rows]
 
 
 def delete_timers(conn: Connection, ids: Sequence[int]) -> None:
     for chunk in chunks(list(ids)):
-        conn.execute(delete(core(TimerRow)).where(TimerRow.id.in_(chunk)))
+        conn.execute(_DELETE_TIMERS, {"ids": chunk})
+
+
+_DELETE_TIMERS = delete(core(TimerRow)).where(TimerRow.id.in_(_IDS))
 
 
 def enroll_audience(
@@ -370,23 +417,22 @@ def audience_ids(conn: Connection, segment: str | None) -> list[str]:
 
 def planned_schedules(conn: Connection) -> set[str]:
     """The journeys that have a next scheduled run."""
-    return set(
-        conn.execute(
-            select(TimerRow.ref).where(TimerRow.profile_id == "", TimerRow.kind == "schedule")
-        ).scalars()
-    )
+    return set(conn.execute(_PLANNED_SCHEDULES).scalars())
+
+
+_PLANNED_SCHEDULES = select(TimerRow.ref).where(
+    TimerRow.profile_id == "", TimerRow.kind == "schedule"
+)
 
 
 def decision_times(conn: Connection, profile_ids: Sequence[str]) -> dict[str, datetime]:
     """profile id → when their pending candidates are to be decided."""
-    return {
-        r.profile_id: r.due_at
-        for r in conn.execute(
-            select(TimerRow.profile_id, TimerRow.due_at).where(
-                TimerRow.kind == "decide", TimerRow.profile_id.in_(profile_ids)
-            )
-        )
-    }
+    return {r.profile_id: r.due_at for r in conn.execute(_DECISION_TIMES, {"ids": profile_ids})}
+
+
+_DECISION_TIMES = select(TimerRow.profile_id, TimerRow.due_at).where(
+    TimerRow.kind == "decide", TimerRow.profile_id.in_(_IDS)
+)
 
 
 def postpone_earliest(conn: Connection, now: datetime, delay: timedelta) -> int | None:
@@ -403,7 +449,10 @@ def postpone_earliest(conn: Connection, now: datetime, delay: timedelta) -> int 
 
 def next_due(conn: Connection) -> datetime | None:
     """When the earliest timer is due."""
-    return conn.execute(select(TimerRow.due_at).order_by(TimerRow.due_at).limit(1)).scalar()
+    return conn.execute(_NEXT_DUE).scalar()
+
+
+_NEXT_DUE = select(TimerRow.due_at).order_by(TimerRow.due_at).limit(1)
 
 
 def lock_profiles_skip_locked(
@@ -488,13 +537,14 @@ def open_candidates(conn: Connection, profile_ids: Sequence[str]) -> dict[str, l
     """profile id → candidates waiting for a decision (pending or deferred)."""
     found: dict[str, list[Candidate]] = {}
     for chunk in chunks(profile_ids):
-        for row in conn.execute(
-            select(CandidateRow).where(
-                CandidateRow.profile_id.in_(chunk), CandidateRow.status.in_(("pending", "deferred"))
-            )
-        ):
+        for row in conn.execute(_OPEN_CANDIDATES, {"ids": chunk}):
             found.setdefault(row.profile_id, []).append(candidate_from_row(row))
     return found
+
+
+_OPEN_CANDIDATES = select(CandidateRow).where(
+    CandidateRow.profile_id.in_(_IDS), CandidateRow.status.in_(("pending", "deferred"))
+)
 
 
 def sent_since(
@@ -503,20 +553,33 @@ def sent_since(
     """profile id → messages sent since `since` (for caps)."""
     found: dict[str, list[Sent]] = {}
     for chunk in chunks(profile_ids):
-        for row in conn.execute(
-            select(
-                MessageRow.profile_id,
-                MessageRow.sent_at,
-                MessageRow.channel,
-                MessageRow.journey_id,
-                MessageRow.topic,
-                MessageRow.transactional,
-            ).where(MessageRow.profile_id.in_(chunk), MessageRow.sent_at >= since)
-        ):
+        for row in conn.execute(_SENT_SINCE, {"ids": chunk, "since": since}):
             found.setdefault(row.profile_id, []).append(
                 Sent(row.sent_at, row.channel, row.journey_id, row.topic, row.transactional)
             )
     return found
+
+
+_SENT_SINCE = select(
+    MessageRow.profile_id,
+    MessageRow.sent_at,
+    MessageRow.channel,
+    MessageRow.journey_id,
+    MessageRow.topic,
+    MessageRow.transactional,
+).where(MessageRow.profile_id.in_(_IDS), MessageRow.sent_at >= bindparam("since"))
+
+
+_RECORD_OUTCOME = (
+    update(core(CandidateRow))
+    .where(CandidateRow.id == bindparam("b_cid"))
+    .values(
+        status=bindparam("b_status"),
+        reason=bindparam("b_reason"),
+        channel=bindparam("b_channel"),
+        decided_at=bindparam("b_now"),
+    )
+)
 
 
 def write_decisions(
@@ -542,17 +605,7 @@ def write_decisions(
         for candidate, d, _ in decided
     ]
     if outcomes:
-        conn.execute(
-            update(core(CandidateRow))
-            .where(CandidateRow.id == bindparam("b_cid"))
-            .values(
-                status=bindparam("b_status"),
-                reason=bindparam("b_reason"),
-                channel=bindparam("b_channel"),
-                decided_at=bindparam("b_now"),
-            ),
-            outcomes,
-        )
+        conn.execute(_RECORD_OUTCOME, outcomes)
     for candidate, decision, address in decided:
         if decision.outcome == "send" and decision.channel is not None:
             messages.append(
