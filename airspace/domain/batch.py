@@ -1,12 +1,13 @@
 """The controller's batch path: one decision for each of many people at once (a blast).
 
 The same choice as `controller.decide` under the `airspace` policy, for people whose
-candidates are all eligible-or-not by channel already (the per-channel rules run before,
-set-wise) and who have room for at most one more marketing message: score every
+candidates are all eligible-or-not by channel already (the per-channel rules run before)
+and who have room for at most one more marketing message: score every
 (person, candidate, channel) with the candidate's sticky Thompson draw — vectorised
-with numpy — pick each person's best channel per candidate, then the
-best candidate by tier and score; send it if its score is above zero (or its journey is
-still learning), withhold it if the message holdout drew it. Everything else loses.
+with numpy — pick each person's best channel per candidate; decline the candidates not
+worth sending (a score not above zero, unless its journey is still learning or it has a
+tier), then choose the best of the others by tier and score, and withhold it if the
+message holdout drew it. Everything else loses.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Batch:
     recent: Ints  # (N,) marketing messages in the fatigue window
     room: Bools  # (N,)
     sticky: Floats  # (N, K, 2)
+    response: Floats | None = None  # (N, K, C) the person's response to the channel (1: none)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class BatchDecision:
     withheld: Bools
     scores: Floats  # (N, K)
     means: Floats  # (N, K, C) posterior means of the uplift
+    draws: Floats  # (N, K, C) the Thompson draws scored with
 
 
 @dataclass(frozen=True)
@@ -112,23 +115,28 @@ def decide_batch(
     else:
         u = batch.sticky[where[0], where[1], 1]
         drawn = mean + optimism(u) * tables.spread[jj, cc, ss]
+    drawn_all = np.full(usable.shape, np.nan)
+    drawn_all[where] = drawn
+    scale = drawn * tables.value[jj]
+    if batch.response is not None:
+        scale = scale * batch.response[where]
     costs = np.array(
         [settings.channels[ch].cost if ch in settings.channels else 0.0 for ch in batch.channels]
     )
     score = np.full(usable.shape, -np.inf)
-    score[where] = (
-        drawn * tables.value[jj] - costs[cc] - settings.fatigue_cost * batch.recent[where[0]]
-    )
+    score[where] = scale - costs[cc] - settings.fatigue_cost * batch.recent[where[0]]
     best_channel = score.argmax(axis=2)  # (N, K)
     best = np.take_along_axis(score, best_channel[:, :, None], axis=2)[:, :, 0]
     learning = tables.learning[np.where(present, batch.journey, 0)] & present
-    # Rank by tier, then score: a tier is worth more than any score.
-    rank = np.where(np.isfinite(best), batch.tier * 1e12 + best, -np.inf)
-    slot = rank.argmax(axis=1)
+    # Candidates not worth sending are declined, whatever their rank; of the others the
+    # highest tier wins, then the best score (ties: the earlier slot).
+    worth = np.isfinite(best) & ((best > 0) | learning | (batch.tier > 0))
+    tier = np.where(worth, batch.tier, np.iinfo(np.int64).min)
+    top = worth & (tier == tier.max(axis=1, keepdims=True))
+    slot = np.where(top, best, -np.inf).argmax(axis=1)
     rows = np.arange(n)
     chosen = best[rows, slot]
-    worth = (chosen > 0) | learning[rows, slot] | (batch.tier[rows, slot] > 0)
-    go = np.isfinite(chosen) & worth & batch.room
+    go = top[rows, slot] & batch.room
     withheld = go & (batch.sticky[rows, slot, 0] < settings.message_holdout)
     return BatchDecision(
         slot=np.where(go, slot, -1),
@@ -137,4 +145,5 @@ def decide_batch(
         withheld=withheld,
         scores=best,
         means=means,
+        draws=drawn_all,
     )
