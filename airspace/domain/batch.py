@@ -248,6 +248,7 @@ def _fit(
 def _decide_fitting(
     fitting: Sequence[_Fit], settings: WorkspaceSettings, now: datetime, evidence: Evidence
 ) -> list[DecisionRecord]:
+    """The people's contenders as one `Batch`, decided at once; a record per person."""
     journeys = sorted({c.candidate.journey_id for f in fitting for c in f.contenders})
     channels = sorted({ch for f in fitting for c in f.contenders for ch in c.channels})
     strata = sorted({f.person.recipient.stratum for f in fitting})
@@ -258,8 +259,9 @@ def _decide_fitting(
     response = np.ones((*shape, len(channels)))
     sticky = np.full((*shape, 2), 0.5)
     recent = np.array([_recent(f.person.history, settings, now) for f in fitting])
-    stratum = np.array([strata.index(f.person.recipient.stratum) for f in fitting])
     j_of, c_of = {j: i for i, j in enumerate(journeys)}, {c: i for i, c in enumerate(channels)}
+    s_of = {s: i for i, s in enumerate(strata)}
+    stratum = np.array([s_of[f.person.recipient.stratum] for f in fitting])
     for n, f in enumerate(fitting):
         for k, c in enumerate(f.contenders):
             journey[n, k], tier[n, k] = j_of[c.candidate.journey_id], c.candidate.tier
@@ -305,6 +307,7 @@ def _record(
     """The person's decision-log record, as `controller.decide` writes it."""
     fatigue = settings.fatigue_cost * int(batch.recent[n])
     s = int(batch.stratum[n])
+    best: dict[str, Score] = {}
     for k, contender in enumerate(fit.contenders):
         j = int(batch.journey[n, k])
         value, learning = float(tables.value[j]), bool(tables.learning[j])
@@ -320,27 +323,24 @@ def _record(
                 Score(ch, mean, draw, value, response, cost, fatigue, learning, spread, worth)
             )
         # The channel as the controller picks it: among equal scores, the message's first.
-        contender.best = max(contender.scores, key=lambda x: x.total)
+        best[contender.candidate.id] = max(contender.scores, key=lambda x: x.total)
     slot = int(chosen.slot[n])
     winner = fit.contenders[slot] if slot >= 0 else None
     withheld = bool(chosen.withheld[n])
-    ranked = sorted(
-        fit.contenders,
-        key=lambda c: (-c.candidate.tier, -(c.best.total if c.best else 0.0)),
-    )
+    ranked = sorted(fit.contenders, key=lambda c: (-c.candidate.tier, -best[c.candidate.id].total))
     done = {a.candidate.id: a for a in fit.done}
     after = False
     for contender in ranked:
-        candidate, best = contender.candidate, contender.best
-        assert best is not None  # scored just above
+        candidate = contender.candidate
+        score = contender.best = best[candidate.id]
         if contender is winner:
-            decision = controller.win(contender, best.channel, "airspace", withheld=withheld)
+            decision = controller.win(contender, score.channel, "airspace", withheld=withheld)
             after = True
         elif after and winner is not None:
             why = controller.NOTHING_ELSE if withheld else controller.lost_to(winner.candidate)
-            decision = controller.retry(candidate, why, best.channel, settings, now)
+            decision = controller.retry(candidate, why, score.channel, settings, now)
         else:  # ranked above the winner, or no winner: not worth sending
-            decision = controller.decline(candidate, controller.not_worth(best), best.channel)
+            decision = controller.decline(candidate, controller.not_worth(score), score.channel)
         done[candidate.id] = Assessment(
             candidate, decision, tuple(contender.refusals), tuple(contender.scores)
         )
