@@ -57,8 +57,10 @@ from airspace.domain.workspace_settings import WorkspaceSettings
 
 # The people and messages the controller decides about come with the rules.
 __all__ = [
+    "NOTHING_ELSE",
     "Assessment",
     "Candidate",
+    "Contender",
     "Decision",
     "DecisionRecord",
     "Estimator",
@@ -68,12 +70,19 @@ __all__ = [
     "Score",
     "Sent",
     "addresses",
+    "assess",
     "decide",
     "decision_due",
+    "decline",
     "first_come",
+    "lost_to",
+    "not_worth",
+    "propensity",
+    "retry",
     "rule_caps",
     "thompson",
     "trial",
+    "win",
 ]
 
 Outcome = Literal["send", "defer", "suppress", "withhold"]
@@ -177,7 +186,9 @@ class DecisionRecord:
 
 
 @dataclass
-class _Contender:
+class Contender:
+    """A candidate that passed the rules on some channels, competing for the decision."""
+
     candidate: Candidate
     channels: list[str]  # eligible now, in the message's order of preference
     refusals: list[tuple[str, str]]
@@ -200,9 +211,9 @@ def decide(
     """Decide what happens to each of one person's open candidates (see the module)."""
     sent = list(history)
     done: dict[str, Assessment] = {}
-    contenders: list[_Contender] = []
+    contenders: list[Contender] = []
     for candidate in sorted(candidates, key=lambda c: (c.created_at, c.id)):
-        assessed = _eligibility(candidate, recipient, sent, settings, now)
+        assessed = assess(candidate, recipient, sent, settings, now)
         if isinstance(assessed, Assessment):
             done[candidate.id] = assessed
             if assessed.decision.outcome == "send" and assessed.decision.channel:
@@ -228,15 +239,15 @@ def _sent(candidate: Candidate, channel: str, now: datetime) -> Sent:
     return Sent(now, channel, candidate.journey_id, candidate.topic, candidate.transactional)
 
 
-def _eligibility(
+def assess(
     candidate: Candidate,
     recipient: Recipient,
     sent: Sequence[Sent],
     settings: WorkspaceSettings,
     now: datetime,
-) -> Assessment | _Contender:
+) -> Assessment | Contender:
     """Run the rules: a final `Assessment` (suppressed, deferred, or a transactional message
-    sent), or a `_Contender` with the channels it may go on now."""
+    sent), or a `Contender` with the channels it may go on now."""
     reason = (
         rule_not_expired(candidate, now)
         or rule_journey_running(candidate, recipient)
@@ -271,7 +282,7 @@ def _eligibility(
                 return Assessment(candidate, decision, tuple(refusals))
             channels.append(channel)
     if channels:
-        return _Contender(candidate, channels, refusals)
+        return Contender(candidate, channels, refusals)
     if earliest is not None:
         return Assessment(candidate, _defer_or_expire(candidate, *earliest), tuple(refusals))
     why = "; ".join(r for _, r in refusals) or "no channel"
@@ -297,7 +308,7 @@ def _blocked(
 
 
 def _score(
-    contenders: Sequence[_Contender],
+    contenders: Sequence[Contender],
     recipient: Recipient,
     sent: Sequence[Sent],
     settings: WorkspaceSettings,
@@ -322,7 +333,7 @@ def _score(
             cost = settings.channels[channel].cost if channel in settings.channels else 0.0
             response = channel_response(recipient.engaged, channel, contender.channels)
             always = learning or contender.candidate.tier > 0
-            worth = 1.0 if always else _propensity(mean, spread, value * response, cost + fatigue)
+            worth = 1.0 if always else propensity(mean, spread, value * response, cost + fatigue)
             contender.scores.append(
                 Score(channel, mean, draw, value, response, cost, fatigue, learning, spread, worth)
             )
@@ -333,7 +344,7 @@ def _score(
 _LOGISTIC_SCALE = math.pi / math.sqrt(3.0)
 
 
-def _propensity(mean: float, spread: float, scale: float, costs: float) -> float:
+def propensity(mean: float, spread: float, scale: float, costs: float) -> float:
     """The chance, over the candidate's sticky quantile, that its draw is worth sending:
     draw x scale > costs (scale: value x response; costs: channel and fatigue), where the
     draw is the posterior mean plus a standard logistic quantile times the spread."""
@@ -374,8 +385,8 @@ def trial(assessment: Assessment, holdout: float) -> tuple[Arm, str, float] | No
 
 
 def _rank(
-    contenders: list[_Contender], policy: PolicyName, rng: np.random.Generator
-) -> list[_Contender]:
+    contenders: list[Contender], policy: PolicyName, rng: np.random.Generator
+) -> list[Contender]:
     if policy == "random":
         order = rng.permutation(len(contenders))
         return [contenders[i] for i in order]
@@ -390,7 +401,7 @@ def _rank(
 
 
 def _choose(
-    ranked: Sequence[_Contender],
+    ranked: Sequence[Contender],
     recipient: Recipient,
     sent: list[Sent],
     settings: WorkspaceSettings,
@@ -402,7 +413,7 @@ def _choose(
     """Send the best contenders that fit; withhold the first winner if the message holdout
     draws it; the others lose, with the reason."""
     result: dict[str, Assessment] = {}
-    winners: list[_Contender] = []
+    winners: list[Contender] = []
     withheld = False
     for contender in ranked:
         candidate = contender.candidate
@@ -417,33 +428,62 @@ def _choose(
                 result[candidate.id] = Assessment(candidate, decision, refusals, scores)
                 continue
         if why_not is not None and declined:
-            # Final: its draw is sticky, so competing again would mostly repeat the answer.
-            decision = Decision(candidate.id, "suppress", why_not, channel, declined=True)
+            decision = decline(candidate, why_not, channel)
         elif why_not is not None:
-            decision = _defer_or_expire(candidate, why_not, now + settings.retry_after)
-            decision = replace(decision, channel=channel)
+            decision = retry(candidate, why_not, channel, settings, now)
         elif not winners and candidate_uniforms(candidate.id, salt)[0] < settings.message_holdout:
             withheld = True
             winners.append(contender)
-            decision = Decision(
-                candidate.id,
-                "withhold",
-                f"won ({_why_won(contender, policy)}); withheld by the message holdout",
-                channel,
-            )
+            decision = win(contender, channel, policy, withheld=True)
         else:
             winners.append(contender)
             sent.append(_sent(candidate, channel, now))
-            decision = Decision(
-                candidate.id, "send", f"{_why_won(contender, policy)}, sent on {channel}", channel
-            )
+            decision = win(contender, channel, policy, withheld=False)
         result[candidate.id] = Assessment(candidate, decision, refusals, scores)
     return result
 
 
+# The reason of every loser after a winner withheld by the message holdout.
+NOTHING_ELSE = "the winner of this decision was withheld (message holdout): nothing else is sent"
+
+
+def win(contender: Contender, channel: str, policy: PolicyName, *, withheld: bool) -> Decision:
+    """The winner's decision: sent on `channel`, or withheld by the message holdout."""
+    candidate = contender.candidate
+    if withheld:
+        reason = f"won ({_why_won(contender, policy)}); withheld by the message holdout"
+        return Decision(candidate.id, "withhold", reason, channel)
+    return Decision(
+        candidate.id, "send", f"{_why_won(contender, policy)}, sent on {channel}", channel
+    )
+
+
+def retry(
+    candidate: Candidate, reason: str, channel: str, settings: WorkspaceSettings, now: datetime
+) -> Decision:
+    """A loser competes again after `retry_after`, if it is still alive then."""
+    return replace(_defer_or_expire(candidate, reason, now + settings.retry_after), channel=channel)
+
+
+def decline(candidate: Candidate, reason: str, channel: str) -> Decision:
+    """Not worth sending for its draw. Final: the draw is sticky, so competing again would
+    mostly repeat the answer."""
+    return Decision(candidate.id, "suppress", reason, channel, declined=True)
+
+
+def lost_to(winner: Candidate) -> str:
+    """Why a contender lost to the decision's winner."""
+    return f"lost to {winner.journey_id}/{winner.content}"
+
+
+def not_worth(score: Score) -> str:
+    """Why a contender was declined for its score."""
+    return f"expected incremental value {score.total:.4f} is not above 0"
+
+
 def _why_not(
-    contender: _Contender,
-    winners: Sequence[_Contender],
+    contender: Contender,
+    winners: Sequence[Contender],
     withheld: bool,
     settings: WorkspaceSettings,
     learned: bool,
@@ -451,11 +491,9 @@ def _why_not(
     """Why a contender is not sent now, if it is not, and whether that is final (declined
     for its score)."""
     if withheld:
-        why = "the winner of this decision was withheld (message holdout): nothing else is sent"
-        return why, False
+        return NOTHING_ELSE, False
     if len(winners) >= settings.per_decision:
-        best = winners[0].candidate
-        return f"lost to {best.journey_id}/{best.content}", False
+        return lost_to(winners[0].candidate), False
     best_score = contender.best
     if (
         learned
@@ -464,11 +502,11 @@ def _why_not(
         and contender.candidate.tier <= 0
         and best_score.total <= 0
     ):
-        return f"expected incremental value {best_score.total:.4f} is not above 0", True
+        return not_worth(best_score), True
     return None, False
 
 
-def _why_won(contender: _Contender, policy: PolicyName) -> str:
+def _why_won(contender: Contender, policy: PolicyName) -> str:
     candidate = contender.candidate
     if candidate.tier > 0 and policy in ("airspace", "oracle"):
         return f"tier {candidate.tier}"

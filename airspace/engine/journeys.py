@@ -21,6 +21,7 @@ from croniter import croniter
 from sqlalchemy import Connection
 
 from airspace.domain import controller, reactor, timing
+from airspace.domain.batch import Person, decide_people
 from airspace.domain.controller import Candidate, Decision, Estimator, PolicyName, Recipient
 from airspace.domain.definitions import Workspace
 from airspace.domain.identity import Identifier
@@ -40,6 +41,9 @@ from airspace.store.journeys import DueTimer, PersonWrite
 LOCAL_LEAD = timedelta(hours=14)
 # How often (in clock time) the uplift tallies are read again.
 EVIDENCE_REFRESH = timedelta(minutes=1)
+# From this many people at once, the controller decides those who fit the batch form
+# together (`domain.batch.decide_people`); fewer are not worth building the arrays for.
+BATCH_AT = 64
 
 
 @dataclass
@@ -63,6 +67,7 @@ class JourneyRuntime:
     db: Database
     policy: PolicyName | None = None  # None: the workspace's setting
     estimator: Estimator | None = None  # None: Thompson draws from the learned evidence
+    batch_at: int = BATCH_AT  # decide this many people or more in the batch form
     _workspace: Workspace | None = None
     _revision: Any = None
     _versions: dict[tuple[str, int], Journey] = field(default_factory=dict)
@@ -272,40 +277,48 @@ class JourneyRuntime:
         members = repo.memberships(conn, pids) if stratified else {}
         evidence = self.evidence(conn, ws, now)
         policy = self.policy or ws.settings.policy
+        crowd = [
+            Person(
+                candidates[pid],
+                _recipient(ws, *people[pid], members.get(pid, {}), now),
+                history.get(pid, []),
+            )
+            for pid in pids
+            if candidates.get(pid) and pid in people
+        ]
+        if policy == "airspace" and self.estimator is None and len(crowd) >= self.batch_at:
+            records = decide_people(crowd, settings, now, evidence)
+        else:
+            records = [
+                controller.decide(
+                    p.candidates,
+                    p.recipient,
+                    p.history,
+                    settings,
+                    now,
+                    policy=policy,
+                    estimator=self.estimator or controller.thompson(evidence),
+                    rng=_rng(p.recipient.profile_id, now),
+                )
+                for p in crowd
+            ]
         decided: list[tuple[Candidate, Decision, str]] = []
         retries: list[tuple[str, str, str, datetime | None]] = []
-        records: list[controller.DecisionRecord] = []
         trials: list[log_repo.Trial] = []
-        for pid in pids:
-            mine = candidates.get(pid, [])
-            if not mine or pid not in people:
-                continue
-            profile, addresses = people[pid]
-            recipient = _recipient(ws, profile, addresses, members.get(pid, {}), now)
-            rng = _rng(pid, now)
-            record = controller.decide(
-                mine,
-                recipient,
-                history.get(pid, []),
-                ws.settings,
-                now,
-                policy=policy,
-                estimator=self.estimator or controller.thompson(evidence),
-                rng=rng,
-            )
-            records.append(record)
+        for record in records:
+            addresses = people[record.profile_id][1]
             for a in record.assessments:
                 d = a.decision
                 decided.append((a.candidate, d, addresses.get(d.channel or "", "")))
                 trial = controller.trial(a, settings.message_holdout)
                 if trial is not None:
                     arm, channel, weight = trial
-                    journey, stratum = a.candidate.journey_id, recipient.stratum
+                    journey, stratum = a.candidate.journey_id, record.stratum
                     trials.append((d.candidate_id, journey, arm, channel, stratum, weight))
             retry = [d.retry_at for d in record.decisions if d.retry_at is not None]
             if retry:
                 # Without a retry any decision timer left is stale, and harmless.
-                retries.append((pid, "decide", "", min(retry)))
+                retries.append((record.profile_id, "decide", "", min(retry)))
         log_repo.write_log(conn, records)
         log_repo.count_trials(conn, trials)
         repo.write_decisions(conn, decided, now)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 
-from airspace.domain.batch import Batch, Tables, decide_batch
+from airspace.domain.batch import Batch, Person, Tables, decide_batch, decide_people
+from airspace.domain.consent import ConsentRecord, channel_key
 from airspace.domain.controller import Candidate, Guess, Recipient, Sent, decide, thompson
 from airspace.domain.uplift import Evidence, Tally, candidate_uniforms
-from airspace.domain.workspace_settings import ChannelSettings, WorkspaceSettings
+from airspace.domain.workspace_settings import Cap, ChannelSettings, WorkspaceSettings
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 JOURNEYS = [f"j{i}" for i in range(6)]
@@ -171,3 +174,83 @@ def test_the_batch_draws_are_the_candidates_own() -> None:
         ]
         expected = [ids[p][int(chosen.slot[p])]] if chosen.slot[p] >= 0 else []
         assert sent == expected, p
+
+
+def people(rng: np.random.Generator, n: int) -> list[Person]:
+    """A mixed crowd: many fit the batch form; some have a cap reached on a channel or on
+    everything, quiet hours, a transactional message, a candidate with its own value, a
+    tier, engagement, no consent or no address, a journey paused."""
+    zones = [ZoneInfo("UTC"), ZoneInfo("Asia/Tokyo")]
+    crowd = []
+    for p in range(n):
+        cands = []
+        for slot in range(int(rng.integers(1, 5))):
+            chosen = [c for c in CHANNELS if rng.random() < 0.5] or ["email"]
+            cands.append(
+                Candidate(
+                    f"c{p}-{slot}",
+                    f"p{p}",
+                    f"e{p}-{slot}",
+                    str(rng.choice([*JOURNEYS, "new"])),
+                    "m",
+                    tuple(chosen),
+                    f"x{slot}",
+                    NOW - timedelta(minutes=int(rng.integers(0, 3))),
+                    NOW + timedelta(hours=int(rng.choice([2, 48]))),
+                    topic="news" if rng.random() < 0.2 else None,
+                    value=25.0 if rng.random() < 0.03 else None,
+                    transactional=bool(rng.random() < 0.02),
+                    tier=int(rng.random() < 0.05),
+                )
+            )
+        addresses = {c: "a" for c in CHANNELS if rng.random() < 0.85}
+        consent = (
+            {channel_key("sms"): ConsentRecord("opted_out", "test", NOW)}
+            if rng.random() < 0.2
+            else {}
+        )
+        engaged = {"email": int(rng.integers(0, 5))} if rng.random() < 0.3 else {}
+        who = Recipient(
+            f"p{p}",
+            consent,
+            addresses,
+            paused_journeys=frozenset({"j5"}),
+            timezone=zones[int(rng.random() < 0.1)],
+            engaged=engaged,
+            stratum=STRATA[int(rng.integers(0, 2))],
+        )
+        history = [
+            Sent(NOW - timedelta(hours=int(rng.integers(1, 30))), str(rng.choice(CHANNELS)), "jx")
+            for _ in range(int(rng.integers(0, 4)))
+        ]
+        crowd.append(Person(cands, who, history))
+    return crowd
+
+
+@pytest.mark.parametrize("per_decision", [1, 2])
+def test_deciding_people_together_writes_what_deciding_each_writes(per_decision: int) -> None:
+    rng = np.random.default_rng(per_decision)
+    ev = evidence(rng)  # journey "new" has no trials: it is still learning
+    settings = replace(
+        SETTINGS,
+        per_decision=per_decision,
+        quiet_hours=(time(17, 0), time(20, 0)),  # 18:00 in Tokyo
+        caps=(Cap("marketing", 3, timedelta(days=1)), Cap("channel:sms", 1, timedelta(days=1))),
+    )
+    crowd = people(rng, 400)
+    together = decide_people(crowd, settings, NOW, ev)
+    alone = [
+        decide(
+            p.candidates,
+            p.recipient,
+            p.history,
+            settings,
+            NOW,
+            policy="airspace",
+            estimator=thompson(ev),
+        )
+        for p in crowd
+    ]
+    assert together == alone
+    outcomes = {a.decision.outcome for r in together for a in r.assessments}
+    assert outcomes == {"send", "withhold", "defer", "suppress"}
