@@ -32,7 +32,6 @@ from airspace.domain.controller import (
     Recipient,
     Score,
     Sent,
-    propensity,
 )
 from airspace.domain.uplift import Evidence, candidate_uniforms, channel_response, optimism
 from airspace.domain.workspace_settings import WorkspaceSettings
@@ -258,7 +257,9 @@ def _decide_fitting(
     eligible = np.zeros((*shape, len(channels)), dtype=bool)
     response = np.ones((*shape, len(channels)))
     sticky = np.full((*shape, 2), 0.5)
-    recent = np.array([_recent(f.person.history, settings, now) for f in fitting])
+    recent = np.array(
+        [controller.recent_marketing(f.person.history, settings, now) for f in fitting]
+    )
     j_of, c_of = {j: i for i, j in enumerate(journeys)}, {c: i for i, c in enumerate(channels)}
     s_of = {s: i for i, s in enumerate(strata)}
     stratum = np.array([s_of[f.person.recipient.stratum] for f in fitting])
@@ -289,11 +290,6 @@ def _decide_fitting(
     ]
 
 
-def _recent(history: Sequence[Sent], settings: WorkspaceSettings, now: datetime) -> int:
-    since = now - settings.fatigue_window
-    return sum(1 for s in history if not s.transactional and s.at > since)
-
-
 def _record(
     fit: _Fit,
     n: int,
@@ -311,16 +307,24 @@ def _record(
     for k, contender in enumerate(fit.contenders):
         j = int(batch.journey[n, k])
         value, learning = float(tables.value[j]), bool(tables.learning[j])
-        always = learning or contender.candidate.tier > 0
         for ch in contender.channels:
             c = c_of[ch]
             mean, spread = float(chosen.means[n, k, c]), float(tables.spread[j, c, s])
             response = float(batch.response[n, k, c]) if batch.response is not None else 1.0
-            cost = settings.channels[ch].cost if ch in settings.channels else 0.0
-            worth = 1.0 if always else propensity(mean, spread, value * response, cost + fatigue)
             draw = float(chosen.draws[n, k, c])
             contender.scores.append(
-                Score(ch, mean, draw, value, response, cost, fatigue, learning, spread, worth)
+                controller.score_of(
+                    contender,
+                    ch,
+                    mean,
+                    draw,
+                    value,
+                    response,
+                    learning,
+                    spread,
+                    settings,
+                    fatigue,
+                )
             )
         # The channel as the controller picks it: among equal scores, the message's first.
         best[contender.candidate.id] = max(contender.scores, key=lambda x: x.total)

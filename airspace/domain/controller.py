@@ -78,8 +78,10 @@ __all__ = [
     "lost_to",
     "not_worth",
     "propensity",
+    "recent_marketing",
     "retry",
     "rule_caps",
+    "score_of",
     "thompson",
     "trial",
     "win",
@@ -224,7 +226,7 @@ def decide(
         learned = policy in ("airspace", "oracle") and estimator is not None
         if learned and estimator is not None:
             _score(contenders, recipient, sent, settings, now, estimator)
-        ranked = _rank(contenders, policy, rng or np.random.default_rng(0))
+        ranked = _rank(contenders, policy, rng)
         done.update(_choose(ranked, recipient, sent, settings, now, policy, learned, salt))
     return DecisionRecord(
         recipient.profile_id,
@@ -317,8 +319,7 @@ def _score(
 ) -> None:
     pairs = [(c.candidate, ch) for c in contenders for ch in c.channels]
     estimates = iter(estimator(pairs, recipient, now))
-    recent = sum(1 for s in sent if not s.transactional and s.at > now - settings.fatigue_window)
-    fatigue = settings.fatigue_cost * recent
+    fatigue = settings.fatigue_cost * recent_marketing(sent, settings, now)
     for contender in contenders:
         shared: float | None = None
         for channel in contender.channels:
@@ -330,14 +331,48 @@ def _score(
                 draw = shared
             if contender.candidate.value is not None:
                 value = contender.candidate.value
-            cost = settings.channels[channel].cost if channel in settings.channels else 0.0
             response = channel_response(recipient.engaged, channel, contender.channels)
-            always = learning or contender.candidate.tier > 0
-            worth = 1.0 if always else propensity(mean, spread, value * response, cost + fatigue)
             contender.scores.append(
-                Score(channel, mean, draw, value, response, cost, fatigue, learning, spread, worth)
+                score_of(
+                    contender,
+                    channel,
+                    mean,
+                    draw,
+                    value,
+                    response,
+                    learning,
+                    spread,
+                    settings,
+                    fatigue,
+                )
             )
         contender.best = max(contender.scores, key=lambda s: s.total)
+
+
+def recent_marketing(sent: Sequence[Sent], settings: WorkspaceSettings, now: datetime) -> int:
+    """Marketing messages the person got in the fatigue window."""
+    since = now - settings.fatigue_window
+    return sum(1 for s in sent if not s.transactional and s.at > since)
+
+
+def score_of(
+    contender: Contender,
+    channel: str,
+    mean: float,
+    draw: float,
+    value: float,
+    response: float,
+    learning: bool,
+    spread: float,
+    settings: WorkspaceSettings,
+    fatigue: float,
+) -> Score:
+    """What sending `contender` on `channel` is worth now, with the chance that its draw
+    finds it worth sending (1 when it is sent regardless: learning, or a tier)."""
+    cost = settings.channels[channel].cost if channel in settings.channels else 0.0
+    always = learning or contender.candidate.tier > 0
+    worth = 1.0 if always else propensity(mean, spread, value * response, cost + fatigue)
+    return Score(channel, mean, draw, value, response, cost, fatigue, learning, spread, worth)
 
 
 # Standard logistic quantiles (variance 1) in units of the logistic function's argument.
@@ -385,10 +420,10 @@ def trial(assessment: Assessment, holdout: float) -> tuple[Arm, str, float] | No
 
 
 def _rank(
-    contenders: list[Contender], policy: PolicyName, rng: np.random.Generator
+    contenders: list[Contender], policy: PolicyName, rng: np.random.Generator | None
 ) -> list[Contender]:
     if policy == "random":
-        order = rng.permutation(len(contenders))
+        order = (rng or np.random.default_rng(0)).permutation(len(contenders))
         return [contenders[i] for i in order]
     if policy == "priority":
         return sorted(contenders, key=lambda c: -c.candidate.priority)  # stable: arrival order

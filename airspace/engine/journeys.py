@@ -298,7 +298,7 @@ class JourneyRuntime:
                     now,
                     policy=policy,
                     estimator=self.estimator or controller.thompson(evidence),
-                    rng=_rng(p.recipient.profile_id, now),
+                    rng=_rng(p.recipient.profile_id, now) if policy == "random" else None,
                 )
                 for p in crowd
             ]
