@@ -316,6 +316,9 @@ def sim(
     days: Annotated[int, typer.Option(min=1, max=366, help="Simulated days")] = 60,
     customers: Annotated[int, typer.Option(min=1, max=10_000_000, help="World size")] = 2_000,
     seed: Annotated[int, typer.Option(min=0, help="The world's random seed")] = 0,
+    breakdown: Annotated[
+        bool, typer.Option(help="Also print messages and net value by journey and customer type")
+    ] = False,
 ) -> None:
     """Run a customer world against the real engine under each policy; compare them."""
     from airspace.sim.compare import compare
@@ -327,7 +330,9 @@ def sim(
         raise typer.Exit(2)
     try:
         chosen = [cast("SimPolicy", p) for p in policy]
-        compare(console, world, chosen, days=days, customers=customers, seed=seed)
+        compare(
+            console, world, chosen, days=days, customers=customers, seed=seed, breakdown=breakdown
+        )
     except AirspaceError as error:
         console.print(f"[red]{escape(str(error))}[/red]")
         raise typer.Exit(2) from None

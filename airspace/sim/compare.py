@@ -30,6 +30,7 @@ def compare(
     days: int,
     customers: int,
     seed: int,
+    breakdown: bool = False,
 ) -> list[SimResult]:
     """Run the world under each policy and print the comparison (raises `InvalidInput` for a
     world that cannot be loaded)."""
@@ -57,6 +58,8 @@ def compare(
             f"{result.seconds:.0f}",
         )
     console.print(table)
+    if breakdown:
+        console.print(by_journey(results))
     values = {r.policy: r.net_value for r in results}
     if {"airspace", "oracle", "first_come"} <= set(values):
         share = share_of_oracle(values)
@@ -65,3 +68,25 @@ def compare(
             + ("n/a (the oracle does not beat first-come)" if share is None else f"{share:.0%}")
         )
     return results
+
+
+def by_journey(results: Sequence[SimResult]) -> Table:
+    """Messages and net value by journey and customer type, a column per policy: where
+    each policy's value went (empty when the world does not break its truth down)."""
+    table = Table(title="net value (messages) by journey and customer type")
+    table.add_column("journey", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    for result in results:
+        table.add_column(result.policy, justify="right")
+    keys = sorted({key for r in results for key in r.truth.by_journey})
+    for journey in sorted({j for j, _ in keys}):
+        rows = [(journey, kind) for j, kind in keys if j == journey]
+        for key in [*rows, (journey, "all")]:
+            cells = []
+            for result in results:
+                found = result.truth.by_journey
+                picked = [found.get(k, (0, 0.0)) for k in (rows if key[1] == "all" else [key])]
+                messages, net = sum(m for m, _ in picked), sum(v for _, v in picked)
+                cells.append(f"{net:,.0f} ({messages:,})")
+            table.add_row(*key, *cells, end_section=key[1] == "all")
+    return table

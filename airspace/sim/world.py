@@ -65,6 +65,9 @@ class Truth:
     unsubscribes: int
     purchases: int
     revenue: float
+    # (journey, kind of customer as the world names it, or "") -> (messages, net value):
+    # where the value went. Optional: a world may leave it empty.
+    by_journey: Mapping[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
 
     @property
     def net_value(self) -> float:

@@ -33,6 +33,20 @@ def test_every_policy_runs_the_engine_and_keeps_every_cap(results: dict[str, Sim
         assert (result.customers, result.days, result.policy) == (CUSTOMERS, DAYS, policy)
 
 
+def test_the_truth_says_where_the_value_went(results: dict[str, SimResult]) -> None:
+    for policy, result in results.items():
+        found = result.truth.by_journey
+        assert sum(m for m, _ in found.values()) == result.truth.messages, policy
+        assert sum(v for _, v in found.values()) == pytest.approx(result.net_value), policy
+        assert {kind for _, kind in found} <= {
+            "bargain-hunter",
+            "loyal-high-spender",
+            "occasional",
+            "lapsing",
+            "new",
+        }, policy
+
+
 def test_a_run_is_repeatable(results: dict[str, SimResult]) -> None:
     again = simulate("standard", "airspace", days=DAYS, customers=CUSTOMERS, seed=3)
     assert again.truth == results["airspace"].truth
@@ -49,6 +63,13 @@ def test_the_sim_command() -> None:
     assert done.returncode == 0, done.stderr
     assert "first_come" in done.stdout
     assert "cap violations" in done.stdout
+    assert "by journey" not in done.stdout
+    broken_down = airspace(
+        "sim", "--policy", "first_come", "--days", "2", "--customers", "50", "--breakdown"
+    )
+    assert broken_down.returncode == 0, broken_down.stderr
+    assert "net value (messages) by journey and customer type" in broken_down.stdout
+    assert "newsletter" in broken_down.stdout
     wrong = airspace("sim", "--policy", "loudest", "--days", "1")
     assert wrong.returncode == 2
     assert "unknown policy 'loudest'" in wrong.stdout

@@ -15,6 +15,7 @@ from `(seed, customer, how many messages that customer had before)`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -236,6 +237,7 @@ class StandardWorld:
         self._index = {self.user_id(i): i for i in range(customers)}
         self._returns: dict[int, list[tuple[float, int, str]]] = {}
         self._truth = Truth(0, 0.0, 0.0, 0.0, 0, 0, 0.0)
+        self._by_journey: dict[tuple[str, str], tuple[int, float]] = {}
 
     # --- the population ---------------------------------------------------------------
 
@@ -340,8 +342,8 @@ class StandardWorld:
         return COSTS.get(channel, 0.0)
 
     def truth(self) -> Truth:
-        """The scoreboard so far."""
-        return self._truth
+        """The scoreboard so far, with where the value went by journey and type."""
+        return dataclasses.replace(self._truth, by_journey=dict(self._by_journey))
 
     def uplift(
         self, user_id: str, journey_id: str, channel: str, at: datetime
@@ -388,6 +390,9 @@ class StandardWorld:
             self._add(messages=1, message_cost=cost)
             return []
         caused, value = self._uplift(i, delivery.journey_id, delivery.channel, at)
+        key = (delivery.journey_id, self.types[int(self.type_of[i])].name)
+        messages, net = self._by_journey.get(key, (0, 0.0))
+        self._by_journey[key] = (messages + 1, net + caused * value - cost)
         self._add(
             messages=1,
             message_cost=cost,
