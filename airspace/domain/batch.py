@@ -84,7 +84,7 @@ class Tables:
     """The evidence as arrays indexed by journey, channel and stratum."""
 
     mean: Floats  # (J, C, S) the uplift's posterior mean
-    spread: Floats  # (J, C, S) and its standard deviation
+    spread: Floats  # (J, C, S) the standard deviation its Thompson draws read
     value: Floats  # (J,)
     learning: Bools  # (J,)
 
@@ -103,7 +103,7 @@ class Tables:
             for c, channel in enumerate(channels):
                 for s, stratum in enumerate(strata):
                     e = evidence.estimate(journey, channel, stratum)
-                    mean[j, c, s], spread[j, c, s] = e.uplift, e.spread
+                    mean[j, c, s], spread[j, c, s] = e.uplift, e.reach
                     value[j] = e.value
         learning = np.array([evidence.learning(j) for j in journeys], dtype=bool)
         return cls(mean, spread, value, learning)

@@ -571,7 +571,7 @@ def thompson(evidence: Evidence) -> Estimator:
                 u = sticky[candidate.id] = candidate_uniforms(candidate.id)
             draw = sticky_uplift(e, u[1])
             learning = evidence.learning(candidate.journey_id)
-            found.append(Guess(e.uplift, draw, e.value, learning, e.spread))
+            found.append(Guess(e.uplift, draw, e.value, learning, e.reach))
         return found
 
     return estimate

@@ -22,6 +22,10 @@ PolicyName = Literal["airspace", "first_come", "priority", "random"]
 POLICIES: tuple[PolicyName, ...] = ("airspace", "first_come", "priority", "random")
 
 
+# How far a Thompson draw reaches, in posterior standard deviations (see concepts.md).
+EXPLORATION = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class Cap:
     """At most `max` messages in the scope per rolling window."""
@@ -89,6 +93,7 @@ class WorkspaceSettings:
     strata: tuple[Stratum, ...] = ()
     substrata: tuple[Stratum, ...] = ()  # each stratum split by the first that holds the person
     prior_strength: float = 20.0  # how many people a stratum's prior is worth
+    exploration: float = EXPLORATION  # how far Thompson draws reach: times the spread
     purchase_event: str = "Order Completed"
 
 
@@ -106,6 +111,7 @@ _CONTROLLER_FIELDS = {
     "strata",
     "substrata",
     "prior_strength",
+    "exploration",
     "purchase_event",
 }
 
@@ -164,6 +170,9 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
         substrata=_strata(controller.get("substrata", []), "controller.substrata", problems),
         prior_strength=problems.number(
             "controller.prior_strength", controller.get("prior_strength"), 0, 1e6, 20.0
+        ),
+        exploration=problems.number(
+            "controller.exploration", controller.get("exploration"), 0, 4, EXPLORATION
         ),
         purchase_event=purchase_event.strip(),
     )

@@ -332,7 +332,9 @@ class JourneyRuntime:
             or self._evidence_at is None
             or not self._evidence_at <= now < self._evidence_at + EVIDENCE_REFRESH
         ):
-            self._evidence = Evidence(log_repo.tallies(conn), ws.settings.prior_strength)
+            self._evidence = Evidence(
+                log_repo.tallies(conn), ws.settings.prior_strength, ws.settings.exploration
+            )
             self._evidence_at = now
         return self._evidence
 

@@ -153,13 +153,9 @@ _TRIALS_OF = select(
 
 
 def _key(journey: str, arm: str, channel: str, stratum: str) -> TallyKey:
-    # Not sending is the same on every channel: the control arm is counted once.
-    return (
-        journey,
-        "treated" if arm == "treated" else "control",
-        channel if arm == "treated" else ANY,
-        stratum,
-    )
+    # A control trial keeps the channel its message would have gone on: people reachable
+    # on push differ from those with only email, with or without a message.
+    return (journey, "treated" if arm == "treated" else "control", channel, stratum)
 
 
 def add_tallies(conn: Connection, cells: Mapping[TallyKey, Tally]) -> None:

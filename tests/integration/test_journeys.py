@@ -461,7 +461,7 @@ def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
     worker.drain()
     with services.db.read() as conn:
         [(key, tally)] = tallies(conn).items()
-    assert key == ("cart", "control", "", "prospect")
+    assert key == ("cart", "control", "email", "prospect")  # the channel it would have used
     # One trial, converted, whatever its weight: worth one plain trial.
     assert (tally.trials, tally.conversions) == (pytest.approx(1.0), pytest.approx(1.0))
     assert tally.revenue == pytest.approx(80.0)
@@ -529,6 +529,6 @@ def test_uplift_is_learned_from_sent_and_withheld_winners_only(
     with services.db.read() as conn:
         found = tallies(conn)
     assert found == {
-        ("cart", "control", "", "repeat"): Tally(1.0, 1.0, 80.0),
+        ("cart", "control", "email", "repeat"): Tally(1.0, 1.0, 80.0),
         ("cart", "treated", "email", "prospect"): Tally(1.0, 0.0, 0.0),
     }

@@ -347,9 +347,9 @@ def test_without_topics_defined_any_topic_is_accepted() -> None:
             "  quiet_hours: {from: '22:00', to: 8}\n  colour: red\n",
             [
                 "settings.yaml: controller.colour: unknown field; expected one of caps, "
-                "decision_window, exclusive, fatigue, global_control, message_holdout, "
-                "per_decision, policy, prior_strength, purchase_event, quiet_hours, "
-                "retry_after, strata, substrata",
+                "decision_window, exclusive, exploration, fatigue, global_control, "
+                "message_holdout, per_decision, policy, prior_strength, purchase_event, "
+                "quiet_hours, retry_after, strata, substrata",
                 "settings.yaml: controller.decision_window: "
                 "expected a duration such as 30m, 1h, 7d or 2w; got 'soon'",
                 'settings.yaml: controller.quiet_hours.to: expected a time of day such as "09:00";'
@@ -631,3 +631,17 @@ def test_controller_settings_name_real_segments_and_journeys() -> None:
 def test_controller_settings_problems(controller: str, problem: str) -> None:
     found = with_examples(**{"settings.yaml": f"controller:\n  {controller}\n"})
     assert f"settings.yaml: {problem}" in found, found
+
+
+def test_exploration_is_a_bounded_number_of_spreads() -> None:
+    from airspace.domain.workspace_settings import parse_settings
+
+    problems = Problems()
+    assert parse_settings({"controller": {"exploration": 0.3}}, problems).exploration == 0.3
+    assert parse_settings({}, problems).exploration == 1.0
+    assert not problems.items
+    wrong = parse_settings({"controller": {"exploration": 9}}, problems)
+    assert wrong.exploration == 1.0
+    [problem] = problems.items
+    assert problem.path == "controller.exploration"
+    assert "4" in problem.message
