@@ -153,7 +153,13 @@ def decide_batch(
     rows = np.arange(n)
     chosen = best[rows, slot]
     go = top[rows, slot] & batch.room
-    withheld = go & (batch.sticky[rows, slot, 0] < settings.message_holdout)
+    picked = best_channel[rows, slot]
+    reach = np.full(usable.shape, np.nan)
+    reach[where] = tables.spread[jj, cc, ss]
+    share = _holdout_shares(
+        means[rows, slot, picked], reach[rows, slot, picked], learning[rows, slot], settings
+    )
+    withheld = go & (batch.sticky[rows, slot, 0] < share)
     return BatchDecision(
         slot=np.where(go, slot, -1),
         channel=np.where(go, best_channel[rows, slot], -1),
@@ -215,6 +221,24 @@ def decide_people(
         for fit, record in zip(fitting, decided, strict=True):
             records[fit.index] = record
     return [r for r in records if r is not None]
+
+
+def _holdout_shares(
+    mean: Floats, spread: Floats, learning: Bools, settings: WorkspaceSettings
+) -> Floats:
+    """`controller.holdout_share` of many winners at once."""
+    unsure = np.isfinite(mean) & np.isfinite(spread) & (spread > 0) & ~learning
+    z = (
+        np.abs(np.where(unsure, mean, 0.0))
+        / np.where(unsure, spread, 1.0)
+        * controller.LOGISTIC_SCALE
+    )
+    wrong = 1.0 / (1.0 + np.exp(np.minimum(z, 700.0)))
+    base = settings.message_holdout
+    shares: Floats = np.where(
+        unsure, np.maximum(base, np.minimum(settings.unsure_holdout, wrong)), base
+    )
+    return shares
 
 
 def _fit(

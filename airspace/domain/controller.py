@@ -376,7 +376,7 @@ def score_of(
 
 
 # Standard logistic quantiles (variance 1) in units of the logistic function's argument.
-_LOGISTIC_SCALE = math.pi / math.sqrt(3.0)
+LOGISTIC_SCALE = math.pi / math.sqrt(3.0)
 
 
 def propensity(mean: float, spread: float, scale: float, costs: float) -> float:
@@ -388,8 +388,22 @@ def propensity(mean: float, spread: float, scale: float, costs: float) -> float:
     threshold = costs / scale
     if spread <= 0.0:
         return 1.0 if mean > threshold else 0.0
-    z = (threshold - mean) / spread * _LOGISTIC_SCALE
+    z = (threshold - mean) / spread * LOGISTIC_SCALE
     return 1.0 / (1.0 + math.exp(min(z, 700.0)))
+
+
+def holdout_share(score: Score | None, settings: WorkspaceSettings) -> float:
+    """The chance a winner is withheld: the message holdout, or more for a winner whose
+    posterior leaves the sign of its uplift unsure — the chance it has the other sign, up
+    to `unsure_holdout`. Withholding such a message costs little (its value is near
+    nothing either way) and feeds the control arm it most lacks: a cell sent to nearly
+    everyone would otherwise keep an early lucky estimate for good."""
+    base = settings.message_holdout
+    if score is None or score.learning or score.spread <= 0.0:
+        return base
+    z = abs(score.mean) / score.spread * LOGISTIC_SCALE
+    unsure = 1.0 / (1.0 + math.exp(min(z, 700.0)))
+    return max(base, min(settings.unsure_holdout, unsure))
 
 
 # The least chance of an arm a trial's weight assumes: rarer assignments would make single
@@ -397,7 +411,7 @@ def propensity(mean: float, spread: float, scale: float, costs: float) -> float:
 LEAST_PROPENSITY = 0.02
 
 
-def trial(assessment: Assessment, holdout: float) -> tuple[Arm, str, float] | None:
+def trial(assessment: Assessment, settings: WorkspaceSettings) -> tuple[Arm, str, float] | None:
     """The uplift trial a decided candidate is, as (arm, channel, weight), or None.
 
     A candidate that reached a learned score was assigned by chance twice: its sticky
@@ -411,7 +425,8 @@ def trial(assessment: Assessment, holdout: float) -> tuple[Arm, str, float] | No
     if decision.channel is None:
         return None
     worth = max((s.propensity for s in assessment.scores), default=1.0)
-    sent = worth * (1.0 - holdout)
+    mine = next((s for s in assessment.scores if s.channel == decision.channel), None)
+    sent = worth * (1.0 - holdout_share(mine, settings))
     if decision.outcome == "send":
         return "treated", decision.channel, 1.0 / max(sent, LEAST_PROPENSITY)
     if decision.outcome == "withhold" or decision.declined:
@@ -466,7 +481,9 @@ def _choose(
             decision = decline(candidate, why_not, channel)
         elif why_not is not None:
             decision = retry(candidate, why_not, channel, settings, now)
-        elif not winners and candidate_uniforms(candidate.id, salt)[0] < settings.message_holdout:
+        elif not winners and candidate_uniforms(candidate.id, salt)[0] < holdout_share(
+            contender.best, settings
+        ):
             withheld = True
             winners.append(contender)
             decision = win(contender, channel, policy, withheld=True)

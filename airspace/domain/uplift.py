@@ -19,12 +19,11 @@ uplift. Control trials are the scarce ones (a few percent of winners), so a
 cell's control rate borrows too: it starts from the stratum's rate over all
 journeys times the journey's ratio to the rates of its other strata — people
 of one stratum buy at much the same rate without a message whichever journey
-proposed it. A channel changes the estimate by how its rate differs from all
-channels' in each arm (a control trial keeps the channel its message would
-have gone on: who is reachable by push differs, message or not), as ratios
-pooled journey → stratum. The controller reads each candidate's draw at a
-sticky quantile of that posterior, `exploration` spreads wide (Thompson
-sampling), so it keeps exploring while it exploits.
+proposed it. Not sending is the same on every channel, so a channel changes the
+estimate only by its treated rate against the stratum's (pooled journey →
+channel → stratum). The controller reads each candidate's draw at a sticky
+quantile of that posterior, `exploration` spreads wide (Thompson sampling), so it
+keeps exploring while it exploits.
 
 Strata are "people like this one": the first configured stratum (a segment)
 the person is in, else a lifecycle stage from their purchases.
@@ -185,14 +184,14 @@ class Evidence:
     _rates: dict[str, float] = field(default_factory=dict, init=False)  # and its rate
     _controls: dict[str, dict[str, Tally]] = field(default_factory=dict, init=False)
     _learning: dict[str, bool] = field(default_factory=dict, init=False)
-    _channels: dict[str, set[str]] = field(default_factory=dict, init=False)  # by journey
-    _ratios: dict[tuple[str, ...], dict[str, float]] = field(default_factory=dict, init=False)
     between: float = field(default=SPREAD_DEFAULT, init=False)
     within: float = field(default=SPREAD_DEFAULT, init=False)  # between substrata of a stratum
 
     def __post_init__(self) -> None:
         sums: dict[TallyKey, Tally] = {}
         for (journey, arm, channel, stratum), tally in self.tallies.items():
+            if arm == "control":
+                channel = ANY
             keys = {
                 (journey, arm, ANY, ANY),
                 (journey, arm, ANY, stratum),
@@ -204,8 +203,6 @@ class Evidence:
                 keys |= {(journey, arm, ANY, parent), (journey, arm, channel, parent)}
             for key in keys:
                 sums[key] = sums.get(key, Tally()) + tally
-            if channel != ANY:
-                self._channels.setdefault(journey, set()).add(channel)
         self._sums = sums
         total = Tally()
         for (_, _, channel, stratum), tally in sums.items():
@@ -352,35 +349,6 @@ class Evidence:
             found = self._strata[key] = _combine(mean, variance, mine, mine_var)
         return found
 
-    def _channel_ratios(self, journey: str, arm: Arm, path: Sequence[str]) -> dict[str, float]:
-        """How an arm's rate on each channel compares with its rate on every channel, in the
-        finest stratum of `path`. At each level (the journey, then each stratum of the path)
-        a channel's prior is the coarser level's ratio, rescaled to this level's channel mix,
-        worth `RATIO_PRIOR` expected conversions; its data are its conversions against what
-        the level's rate expects of its trials. A journey on one channel has a ratio of
-        exactly 1: the channel is everyone."""
-        key = (journey, arm, *path)
-        found = self._ratios.get(key)
-        if found is not None:
-            return found
-        channels = self._channels.get(journey, ())
-        ratios = dict.fromkeys(channels, 1.0)
-        for stratum in (ANY, *path):
-            everyone = self._sum(journey, arm, ANY, stratum)
-            if everyone.trials <= 0:
-                continue
-            rate = everyone.conversions / everyone.trials
-            seen = {c: self._sum(journey, arm, c, stratum).trials for c in ratios}
-            mix = sum(seen[c] * r for c, r in ratios.items())
-            norm = mix / sum(seen.values()) if mix > 0 else 1.0
-            for channel, prior in ratios.items():
-                mine = self._sum(journey, arm, channel, stratum)
-                ratios[channel] = (mine.conversions + RATIO_PRIOR * prior / norm) / (
-                    mine.trials * rate + RATIO_PRIOR
-                )
-        found = self._ratios[key] = ratios
-        return found
-
     def estimate(self, journey: str, channel: str, stratum: str) -> Estimate:
         """The posterior of sending this journey's message on `channel` to people of
         `stratum` versus not sending it."""
@@ -389,26 +357,21 @@ class Evidence:
         if found is None:
             mean, variance = self.stratum_uplift(journey, stratum)
             path = [stratum] if (parent := parent_of(stratum)) is None else [parent, stratum]
-            # The channel's own difference from every channel, in each arm: who can be
-            # reached on a channel differs whether or not they get the message.
             arm: Arm = "treated"
-            shift = 0.0
-            ratio = self._channel_ratios(journey, arm, path).get(channel, 1.0)
-            if ratio != 1.0:
-                anywhere = self._chain(
-                    [(journey, arm, ANY, ANY)] + [(journey, arm, ANY, s) for s in path]
-                )
-                shift += anywhere.mean * (ratio - 1.0)
-            ratio = self._channel_ratios(journey, "control", path).get(channel, 1.0)
-            if ratio != 1.0:
-                shift -= self.control(journey, stratum).mean * (ratio - 1.0)
             treated = self._chain(
                 [(journey, arm, ANY, ANY), (journey, arm, channel, ANY)]
                 + [(journey, arm, channel, s) for s in path]
             )
+            any_channel = self._chain(
+                [(journey, arm, ANY, ANY)] + [(journey, arm, ANY, s) for s in path]
+            )
             value = self._value.get(journey, self._value[ANY])[0]
             found = self._cache[key] = Estimate(
-                mean + shift, float(np.sqrt(variance)), treated, value, self.exploration
+                mean + treated.mean - any_channel.mean,
+                float(np.sqrt(variance)),
+                treated,
+                value,
+                self.exploration,
             )
         return found
 

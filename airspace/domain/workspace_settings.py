@@ -83,6 +83,7 @@ class WorkspaceSettings:
     quiet_hours: tuple[time, time] | None = None
     global_control: float = 0.05
     message_holdout: float = 0.05
+    unsure_holdout: float = 0.5  # the most a winner of unsure sign is withheld (0: never more)
     channels: Mapping[str, ChannelSettings] = field(default_factory=_default_channels)
     policy: PolicyName = "airspace"
     per_decision: int = 1  # marketing messages sent per decision
@@ -103,6 +104,7 @@ _CONTROLLER_FIELDS = {
     "quiet_hours",
     "global_control",
     "message_holdout",
+    "unsure_holdout",
     "policy",
     "per_decision",
     "retry_after",
@@ -159,6 +161,7 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
         quiet_hours=_quiet_hours(controller, problems),
         global_control=share("global_control", defaults.global_control),
         message_holdout=share("message_holdout", defaults.message_holdout),
+        unsure_holdout=share("unsure_holdout", defaults.unsure_holdout),
         channels=_channels(body, problems),
         policy=policy,
         per_decision=per_decision,

@@ -310,7 +310,7 @@ class JourneyRuntime:
             for a in record.assessments:
                 d = a.decision
                 decided.append((a.candidate, d, addresses.get(d.channel or "", "")))
-                trial = controller.trial(a, settings.message_holdout)
+                trial = controller.trial(a, settings)
                 if trial is not None:
                     arm, channel, weight = trial
                     journey, stratum = a.candidate.journey_id, record.stratum

@@ -153,9 +153,13 @@ _TRIALS_OF = select(
 
 
 def _key(journey: str, arm: str, channel: str, stratum: str) -> TallyKey:
-    # A control trial keeps the channel its message would have gone on: people reachable
-    # on push differ from those with only email, with or without a message.
-    return (journey, "treated" if arm == "treated" else "control", channel, stratum)
+    # Not sending is the same on every channel: the control arm is counted once.
+    return (
+        journey,
+        "treated" if arm == "treated" else "control",
+        channel if arm == "treated" else ANY,
+        stratum,
+    )
 
 
 def add_tallies(conn: Connection, cells: Mapping[TallyKey, Tally]) -> None:

@@ -190,11 +190,7 @@ def uplift_report(db: Database) -> list[dict[str, Any]]:
     for journey, channel, stratum in cells:
         estimate = evidence.estimate(journey, channel, stratum)
         treated = tallies[journey, "treated", channel, stratum]
-        # Control trials on the channel the message would have gone on (before control
-        # trials kept their channel, all of them were counted under ANY).
-        control = tallies.get((journey, "control", channel, stratum), Tally()) + tallies.get(
-            (journey, "control", ANY, stratum), Tally()
-        )
+        control = tallies.get((journey, "control", ANY, stratum), Tally())
         rows.append(
             {
                 "journey_id": journey,

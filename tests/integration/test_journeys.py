@@ -432,7 +432,7 @@ def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
         services,
         journey,
         "controller: {policy: airspace, decision_window: 0s, global_control: 0%,"
-        " message_holdout: 0%}",
+        " message_holdout: 0%, unsure_holdout: 0%}",
     )
     worker = services.worker()
     # A fifth of draws would be worth sending: held back with a chance of 0.8.
@@ -461,7 +461,7 @@ def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
     worker.drain()
     with services.db.read() as conn:
         [(key, tally)] = tallies(conn).items()
-    assert key == ("cart", "control", "email", "prospect")  # the channel it would have used
+    assert key == ("cart", "control", "", "prospect")
     # One trial, converted, whatever its weight: worth one plain trial.
     assert (tally.trials, tally.conversions) == (pytest.approx(1.0), pytest.approx(1.0))
     assert tally.revenue == pytest.approx(80.0)
@@ -529,6 +529,6 @@ def test_uplift_is_learned_from_sent_and_withheld_winners_only(
     with services.db.read() as conn:
         found = tallies(conn)
     assert found == {
-        ("cart", "control", "email", "repeat"): Tally(1.0, 1.0, 80.0),
+        ("cart", "control", "", "repeat"): Tally(1.0, 1.0, 80.0),
         ("cart", "treated", "email", "prospect"): Tally(1.0, 0.0, 0.0),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,11 +13,13 @@ import pytest
 
 from airspace.domain.consent import ConsentRecord
 from airspace.domain.controller import (
+    LOGISTIC_SCALE,
     Candidate,
     Guess,
     Recipient,
     Sent,
     decide,
+    holdout_share,
     thompson,
     trial,
 )
@@ -28,6 +31,7 @@ DAY = timedelta(days=1)
 SETTINGS = WorkspaceSettings(
     caps=(Cap("marketing", 3, 7 * DAY), Cap("channel:sms", 1, DAY)),
     message_holdout=0.0,
+    unsure_holdout=0.0,
     channels={
         "email": ChannelSettings(0.002),
         "push": ChannelSettings(0.001),
@@ -405,16 +409,45 @@ def test_a_candidates_trial_weighs_one_over_the_chance_of_its_arm() -> None:
             [a] = decide(
                 [c], person(), [], settings, NOW, policy="airspace", estimator=estimator
             ).assessments
-            found.setdefault((a.decision.outcome, a.decision.declined), trial(a, 0.2))
+            found.setdefault((a.decision.outcome, a.decision.declined), trial(a, settings))
     assert found[("send", False)] == ("treated", "email", pytest.approx(1 / 0.4, rel=0.01))
     assert found[("withhold", False)] == ("control", "email", pytest.approx(1 / 0.6, rel=0.01))
     assert found[("suppress", True)] == ("control", "email", pytest.approx(1 / 0.6, rel=0.01))
 
 
+def test_a_winner_of_unsure_sign_is_withheld_more_and_weighed_for_it() -> None:
+    """A winner whose posterior leaves the sign of its uplift unsure is withheld with the
+    chance it has the other sign (here about 27%: mean 0.006, spread 0.01), not just the
+    message holdout's 5%; a sure one (mean 0.05) with the 5%. Trials weigh accordingly."""
+    settings = replace(SETTINGS, message_holdout=0.05, unsure_holdout=0.5)
+
+    def withheld(mean: float) -> tuple[float, tuple[str, str, float] | None]:
+        outcomes, weight = [], None
+        for c in (replace(CART, id=f"{i:032x}") for i in range(2000)):
+            [a] = decide(
+                [c], person(), [], settings, NOW, policy="airspace", estimator=drawn(0.03, mean)
+            ).assessments
+            outcomes.append(a.decision.outcome == "withhold")
+            if a.decision.outcome == "withhold":
+                weight = trial(a, settings)
+        return float(np.mean(outcomes)), weight
+
+    share, control = withheld(0.006)
+    expected = 1 / (1 + math.exp(0.6 * LOGISTIC_SCALE))
+    assert share == pytest.approx(expected, abs=0.03)
+    assert control is not None
+    assert control[0] == "control"
+    assert share > 0.2
+    sure, _ = withheld(0.05)
+    assert sure == pytest.approx(0.05, abs=0.015)
+    assert holdout_share(None, settings) == 0.05
+    assert holdout_share(None, replace(settings, unsure_holdout=0.0)) == 0.05
+
+
 def test_baseline_policies_weigh_every_winner_alike_and_losers_are_no_trials() -> None:
     settings = replace(SETTINGS, message_holdout=0.1)
     record = decide(COLLISION, person(), [], settings, NOW, policy="first_come")
-    trials = [trial(a, 0.1) for a in record.assessments]
+    trials = [trial(a, settings) for a in record.assessments]
     assert trials[1:] == [None, None]  # deferred: not a trial (yet)
     assert trials[0] in (
         ("treated", "email", pytest.approx(1 / 0.9)),

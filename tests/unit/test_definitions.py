@@ -349,7 +349,7 @@ def test_without_topics_defined_any_topic_is_accepted() -> None:
                 "settings.yaml: controller.colour: unknown field; expected one of caps, "
                 "decision_window, exclusive, exploration, fatigue, global_control, "
                 "message_holdout, per_decision, policy, prior_strength, purchase_event, "
-                "quiet_hours, retry_after, strata, substrata",
+                "quiet_hours, retry_after, strata, substrata, unsure_holdout",
                 "settings.yaml: controller.decision_window: "
                 "expected a duration such as 30m, 1h, 7d or 2w; got 'soon'",
                 'settings.yaml: controller.quiet_hours.to: expected a time of day such as "09:00";'
@@ -645,3 +645,17 @@ def test_exploration_is_a_bounded_number_of_spreads() -> None:
     [problem] = problems.items
     assert problem.path == "controller.exploration"
     assert "4" in problem.message
+
+
+def test_the_unsure_holdout_is_a_share() -> None:
+    from airspace.domain.workspace_settings import parse_settings
+
+    problems = Problems()
+    assert parse_settings({}, problems).unsure_holdout == 0.5
+    assert parse_settings({"controller": {"unsure_holdout": "0%"}}, problems).unsure_holdout == 0
+    assert not problems.items
+    assert (
+        parse_settings({"controller": {"unsure_holdout": "150%"}}, problems).unsure_holdout == 0.5
+    )
+    [problem] = problems.items
+    assert problem.path == "controller.unsure_holdout"

@@ -111,56 +111,6 @@ def test_control_is_pooled_over_channels_and_treated_is_not() -> None:
     assert sms.uplift == pytest.approx(0.10, abs=0.005)
 
 
-def test_who_a_channel_reaches_is_not_taken_for_what_it_adds() -> None:
-    """People reachable by SMS buy twice as often with or without a message; the message
-    adds 2 points on both channels. Control trials keep the channel they would have gone
-    on, so SMS's higher treated rate is not read as a better message."""
-    evidence = Evidence(
-        {
-            ("news", "treated", "email", "new"): Tally(6_000, 600, 0),  # 10% = 8% + 2
-            ("news", "control", "email", "new"): Tally(6_000, 480, 0),
-            ("news", "treated", "sms", "new"): Tally(6_000, 1_080, 0),  # 18% = 16% + 2
-            ("news", "control", "sms", "new"): Tally(6_000, 960, 0),
-        }
-    )
-    for channel in ("email", "sms"):
-        assert evidence.estimate("news", channel, "new").uplift == pytest.approx(0.02, abs=0.004)
-    # Without the control's channel the same treated trials make SMS look 8 points better.
-    blind = Evidence(
-        {
-            ("news", "treated", "email", "new"): Tally(6_000, 600, 0),
-            ("news", "treated", "sms", "new"): Tally(6_000, 1_080, 0),
-            ("news", "control", "", "new"): Tally(12_000, 1_440, 0),
-        }
-    )
-    gap = (
-        blind.estimate("news", "sms", "new").uplift - blind.estimate("news", "email", "new").uplift
-    )
-    assert gap == pytest.approx(0.08, abs=0.01)
-
-
-def test_a_thin_channel_cell_borrows_the_journeys_channel_ratio_not_its_baseline() -> None:
-    """Push converts 1.5 times email's rate across the journey; in a thin stratum, the push
-    cell starts from its stratum's rate times that ratio, not from the journey's push rate
-    (which belongs to other strata, with other baselines)."""
-    evidence = Evidence(
-        {
-            ("cart", "treated", "email", "repeat"): Tally(5_000, 500, 0),
-            ("cart", "treated", "push", "repeat"): Tally(5_000, 750, 0),
-            ("cart", "control", "email", "repeat"): Tally(5_000, 250, 0),
-            ("cart", "control", "push", "repeat"): Tally(5_000, 250, 0),
-            ("cart", "treated", "email", "new"): Tally(50, 25, 0),  # a stratum that buys a lot
-            ("cart", "control", "email", "new"): Tally(50, 20, 0),
-        }
-    )
-    email = evidence.estimate("cart", "email", "new")
-    push = evidence.estimate("cart", "push", "new")
-    assert push.uplift > email.uplift  # push's advantage carries over
-    # ... in proportion to the stratum's own treated rate (about 0.5 x 0.4), not as the
-    # gap between the journey's push rate (15%) and the stratum's (50%).
-    assert push.uplift - email.uplift == pytest.approx(0.2, abs=0.08)
-
-
 def test_the_posterior_narrows_with_evidence() -> None:
     few = Evidence(
         {
