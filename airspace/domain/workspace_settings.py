@@ -83,7 +83,7 @@ class WorkspaceSettings:
     quiet_hours: tuple[time, time] | None = None
     global_control: float = 0.05
     message_holdout: float = 0.05
-    unsure_holdout: float = 0.5  # the most a winner of unsure sign is withheld (0: never more)
+    unsure_holdout: float = 0.0  # the most a winner of unsure sign is withheld (0: off)
     channels: Mapping[str, ChannelSettings] = field(default_factory=_default_channels)
     policy: PolicyName = "airspace"
     per_decision: int = 1  # marketing messages sent per decision

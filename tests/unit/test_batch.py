@@ -22,6 +22,7 @@ CHANNELS = ["email", "push", "sms"]
 STRATA = ["new", "repeat"]
 SETTINGS = WorkspaceSettings(
     message_holdout=0.1,
+    unsure_holdout=0.5,
     fatigue_cost=0.05,
     channels={
         "email": ChannelSettings(0.002),

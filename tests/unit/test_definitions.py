@@ -651,11 +651,9 @@ def test_the_unsure_holdout_is_a_share() -> None:
     from airspace.domain.workspace_settings import parse_settings
 
     problems = Problems()
-    assert parse_settings({}, problems).unsure_holdout == 0.5
-    assert parse_settings({"controller": {"unsure_holdout": "0%"}}, problems).unsure_holdout == 0
+    assert parse_settings({}, problems).unsure_holdout == 0
+    assert parse_settings({"controller": {"unsure_holdout": "50%"}}, problems).unsure_holdout == 0.5
     assert not problems.items
-    assert (
-        parse_settings({"controller": {"unsure_holdout": "150%"}}, problems).unsure_holdout == 0.5
-    )
+    assert parse_settings({"controller": {"unsure_holdout": "150%"}}, problems).unsure_holdout == 0
     [problem] = problems.items
     assert problem.path == "controller.unsure_holdout"
