@@ -401,8 +401,8 @@ def holdout_share(score: Score | None, settings: WorkspaceSettings) -> float:
     base = settings.message_holdout
     if score is None or score.learning or score.spread <= 0.0:
         return base
-    z = abs(score.mean) / score.spread * LOGISTIC_SCALE
-    unsure = 1.0 / (1.0 + math.exp(min(z, 700.0)))
+    # The chance the uplift lies beyond zero on the other side: of -|mean| being above 0.
+    unsure = propensity(-abs(score.mean), score.spread, 1.0, 0.0)
     return max(base, min(settings.unsure_holdout, unsure))
 
 

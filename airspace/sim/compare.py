@@ -80,13 +80,15 @@ def by_journey(results: Sequence[SimResult]) -> Table:
         table.add_column(result.policy, justify="right")
     keys = sorted({key for r in results for key in r.truth.by_journey})
     for journey in sorted({j for j, _ in keys}):
-        rows = [(journey, kind) for j, kind in keys if j == journey]
-        for key in [*rows, (journey, "all")]:
-            cells = []
-            for result in results:
-                found = result.truth.by_journey
-                picked = [found.get(k, (0, 0.0)) for k in (rows if key[1] == "all" else [key])]
-                messages, net = sum(m for m, _ in picked), sum(v for _, v in picked)
-                cells.append(f"{net:,.0f} ({messages:,})")
-            table.add_row(*key, *cells, end_section=key[1] == "all")
+        kinds = [kind for j, kind in keys if j == journey]
+        for kind in kinds:
+            table.add_row(journey, kind, *(_cell(r, journey, [kind]) for r in results))
+        table.add_row(
+            journey, "all", *(_cell(r, journey, kinds) for r in results), end_section=True
+        )
     return table
+
+
+def _cell(result: SimResult, journey: str, kinds: Sequence[str]) -> str:
+    found = [result.truth.by_journey.get((journey, kind), (0, 0.0)) for kind in kinds]
+    return f"{sum(v for _, v in found):,.0f} ({sum(m for m, _ in found):,})"
