@@ -489,12 +489,12 @@ def run_stored(url: str, count: int, seed: int) -> dict[str, Any]:
                     for a in record.assessments:
                         d = a.decision
                         decided.append((a.candidate, d, addresses.get(d.channel or "", "")))
-                        found = trial(a, SETTINGS.message_holdout)
+                        found = trial(a, SETTINGS)
                         if found is not None:
                             arm, channel, weight = found
                             trials.append(
                                 (d.candidate_id, a.candidate.journey_id, arm, channel,
-                                 person.recipient.stratum, weight)
+                                 person.recipient.stratum, weight, NOW + timedelta(days=7))
                             )  # fmt: skip
                     retry = [d.retry_at for d in record.decisions if d.retry_at is not None]
                     log_repo.write_log(conn, [record])

@@ -3,7 +3,8 @@
 Evidence is counted per journey, arm, channel and stratum: a *treated* trial is
 a decision's winner that was sent; a *control* trial a winner withheld by the
 message holdout (drawn at random among winners, so the arms compare like with
-like). A trial converts when its enrollment reaches the journey's goal.
+like). A trial counts once its goal window has closed: converted if its enrollment
+reached the journey's goal after it was proposed.
 
 What is pooled is the *uplift*, not each arm's rate. People of different
 strata buy at very different rates whether messaged or not; shrinking a thin

@@ -139,7 +139,6 @@ class JourneyRuntime:
         webhooks: list[tuple[str, str, Enrollment, CallWebhook]] = []
         changed_profiles: list[Profile] = []
         known: dict[str, tuple[Profile, Mapping[str, str]]] = {}
-        conversions: list[tuple[str, datetime, float]] = []
         for pid in pids:
             profile = profiles[pid]
             known[pid] = (profile, _addresses(profile, owned.get(pid, set())))
@@ -158,7 +157,6 @@ class JourneyRuntime:
                 inputs += [TimerInput("segment", sid, now) for sid in ws.segments]
             reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
             writes.append(self._person_write(pid, reaction, mine))
-            conversions += _conversions(ws, reaction, mine)
             for call in reaction.webhooks:
                 enrollment = reaction.enrollments[call.enrollment_id]
                 webhooks.append((pid, new_id(now), enrollment, call))
@@ -172,7 +170,6 @@ class JourneyRuntime:
             stats.entered += len(reaction.entered)
             stats.exited += len(reaction.exited)
         repo.write_people(conn, writes, now)
-        log_repo.count_conversions(conn, conversions)
         repo.queue_webhooks(conn, webhooks, now)
         self.queued_calls += len(webhooks)
         if changed_profiles:
@@ -314,7 +311,8 @@ class JourneyRuntime:
                 if trial is not None:
                     arm, channel, weight = trial
                     journey, stratum = a.candidate.journey_id, record.stratum
-                    trials.append((d.candidate_id, journey, arm, channel, stratum, weight))
+                    matures = _goal_closes(ws, a.candidate, now)
+                    trials.append((d.candidate_id, journey, arm, channel, stratum, weight, matures))
             retry = [d.retry_at for d in record.decisions if d.retry_at is not None]
             if retry:
                 # Without a retry any decision timer left is stale, and harmless.
@@ -326,12 +324,14 @@ class JourneyRuntime:
         return sum(1 for _, d, _ in decided if d.outcome == "send")
 
     def evidence(self, conn: Connection, ws: Workspace, now: datetime) -> Evidence:
-        """The uplift tallies as evidence, read again every EVIDENCE_REFRESH of clock time."""
+        """The uplift tallies as evidence, read again every EVIDENCE_REFRESH of clock time,
+        after the trials whose goal window has closed since have joined them."""
         if (
             self._evidence is None
             or self._evidence_at is None
             or not self._evidence_at <= now < self._evidence_at + EVIDENCE_REFRESH
         ):
+            log_repo.mature_trials(conn, now)
             self._evidence = Evidence(
                 log_repo.tallies(conn), ws.settings.prior_strength, ws.settings.exploration
             )
@@ -485,20 +485,13 @@ def _rng(profile_id: str, now: datetime) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(seed[:8], "big"))
 
 
-def _conversions(
-    ws: Workspace, reaction: Reaction, before: Sequence[Enrollment]
-) -> list[tuple[str, datetime, float]]:
-    """Enrollments this reaction converted: (id, when, value)."""
-    earlier = {e.id: e for e in before}
-    found = []
-    for e in reaction.enrollments.values():
-        was = earlier.get(e.id)
-        if e.converted_at is not None and (was is None or was.converted_at is None):
-            journey = ws.journeys.get(e.journey_id)
-            goal_value = journey.goal.value if journey and journey.goal else 0.0
-            value = e.conversion_value if e.conversion_value is not None else goal_value
-            found.append((e.id, e.converted_at, float(value)))
-    return found
+def _goal_closes(ws: Workspace, candidate: Candidate, now: datetime) -> datetime:
+    """When a trial's outcome is known: its journey's goal window, counted from the
+    candidate (its enrollment began no later), has closed; at once without a goal."""
+    journey = ws.journeys.get(candidate.journey_id)
+    if journey is None or journey.goal is None:
+        return now
+    return candidate.created_at + journey.goal.within
 
 
 def _addresses(profile: Profile, owned: Iterable[Identifier]) -> dict[str, str]:

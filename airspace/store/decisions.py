@@ -2,10 +2,14 @@
 
 A decided candidate becomes an uplift *trial* when it is sent (arm treated), or
 withheld by the message holdout or declined for its Thompson draw (arm control),
-with a weight (`controller.trial`); its arm, the person's stratum and the weight
-are written on the candidate. When an enrollment reaches its goal, each of its
-trials proposed before the conversion counts a weighted conversion (and its
-revenue) in its cell.
+with a weight (`controller.trial`); its arm, the person's stratum, the weight and
+the moment its goal window closes are written on the candidate. A trial joins
+its cell once that moment has passed (`mature_trials`): counted with its
+conversion (and revenue) if its enrollment reached the goal after the trial was
+proposed. Counting a trial before its outcome is known would count it as not
+converted for a while — and the arms do not fill at the same pace (control
+trials multiply as the controller learns to decline), so the newer arm would
+look worse than it is.
 """
 
 from __future__ import annotations
@@ -21,10 +25,16 @@ from airspace.domain.decision_log import HeldOut, record_to_json
 from airspace.domain.uplift import ANY, Tally, TallyKey
 from airspace.store.bulk import upsert_many
 from airspace.store.journeys import chunks
-from airspace.store.tables import CandidateRow, DecisionRow, UpliftTallyRow, core
+from airspace.store.tables import (
+    CandidateRow,
+    DecisionRow,
+    EnrollmentRow,
+    UpliftTallyRow,
+    core,
+)
 
-# candidate id, journey, arm, channel, stratum, weight
-Trial = tuple[str, str, str, str, str, float]
+# candidate id, journey, arm, channel, stratum, weight, when its goal window closes
+Trial = tuple[str, str, str, str, str, float, datetime]
 
 
 def prune_log(conn: Connection, before: datetime, batch: int = 1_000) -> int:
@@ -102,54 +112,73 @@ def held_out_of(
 _MARK_TRIAL = (
     update(core(CandidateRow))
     .where(CandidateRow.id == bindparam("b_id"))
-    .values(arm=bindparam("b_arm"), stratum=bindparam("b_stratum"), weight=bindparam("b_w"))
+    .values(
+        arm=bindparam("b_arm"),
+        stratum=bindparam("b_stratum"),
+        weight=bindparam("b_w"),
+        matures_at=bindparam("b_matures"),
+    )
 )
 
 
 def count_trials(conn: Connection, trials: Sequence[Trial]) -> None:
-    """Mark candidates as uplift trials and add them to their cells."""
-    if not trials:
-        return
-    conn.execute(
-        _MARK_TRIAL,
-        [
-            {"b_id": cid, "b_arm": arm, "b_stratum": stratum[:100], "b_w": weight}
-            for cid, _, arm, _, stratum, weight in trials
-        ],
+    """Mark candidates as uplift trials, to join their cells when they mature."""
+    if trials:
+        conn.execute(
+            _MARK_TRIAL,
+            [
+                {"b_id": cid, "b_arm": arm, "b_stratum": stratum[:100], "b_w": w, "b_matures": at}
+                for cid, _, arm, _, stratum, w, at in trials
+            ],
+        )
+
+
+_candidates = core(CandidateRow)
+# Claimed by clearing `matures_at`: with several workers, each trial is counted once.
+_CLAIM_MATURE = (
+    update(_candidates)
+    .where(_candidates.c.matures_at <= bindparam("now"))
+    .values(matures_at=None)
+    .returning(
+        _candidates.c.enrollment_id,
+        _candidates.c.journey_id,
+        _candidates.c.arm,
+        _candidates.c.channel,
+        _candidates.c.stratum,
+        _candidates.c.created_at,
+        _candidates.c.weight,
     )
+)
+_CONVERSIONS_OF = select(
+    EnrollmentRow.id, EnrollmentRow.converted_at, EnrollmentRow.conversion_value
+).where(
+    EnrollmentRow.id.in_(bindparam("ids", expanding=True)), EnrollmentRow.converted_at.is_not(None)
+)
+
+
+def mature_trials(conn: Connection, now: datetime) -> int:
+    """Add the trials whose goal window has closed by `now` to their cells, each with its
+    conversion if its enrollment reached the goal after the trial was proposed; return
+    how many."""
+    trials = conn.execute(_CLAIM_MATURE, {"now": now}).all()
+    if not trials:
+        return 0
+    converted: dict[str, tuple[datetime, float]] = {}
+    for chunk in chunks(sorted({t.enrollment_id for t in trials})):
+        for row in conn.execute(_CONVERSIONS_OF, {"ids": chunk}):
+            converted[row.id] = (row.converted_at, row.conversion_value or 0.0)
     cells: dict[TallyKey, Tally] = {}
-    for _, journey, arm, channel, stratum, weight in trials:
-        key = _key(journey, arm, channel, stratum)
-        cells[key] = cells.get(key, Tally()) + Tally(weight, squares=weight * weight)
+    for t in trials:
+        key = _key(t.journey_id, t.arm, t.channel or ANY, t.stratum)
+        w = t.weight
+        found = converted.get(t.enrollment_id)
+        if found is not None and t.created_at <= found[0]:
+            tally = Tally(w, w, w * found[1], w * w)
+        else:
+            tally = Tally(w, squares=w * w)
+        cells[key] = cells.get(key, Tally()) + tally
     add_tallies(conn, cells)
-
-
-def count_conversions(conn: Connection, conversions: Sequence[tuple[str, datetime, float]]) -> None:
-    """Enrollments that reached their goal (id, when, value): each of their trials
-    proposed before then converts."""
-    if not conversions:
-        return
-    by_enrollment = {eid: (at, value) for eid, at, value in conversions}
-    cells: dict[TallyKey, Tally] = {}
-    for chunk in chunks(list(by_enrollment)):
-        for row in conn.execute(_TRIALS_OF, {"ids": chunk}):
-            at, value = by_enrollment[row.enrollment_id]
-            if row.created_at <= at:
-                key = _key(row.journey_id, row.arm, row.channel or ANY, row.stratum)
-                w = row.weight
-                cells[key] = cells.get(key, Tally()) + Tally(0.0, w, w * value)
-    add_tallies(conn, cells)
-
-
-_TRIALS_OF = select(
-    CandidateRow.enrollment_id,
-    CandidateRow.journey_id,
-    CandidateRow.arm,
-    CandidateRow.channel,
-    CandidateRow.stratum,
-    CandidateRow.created_at,
-    CandidateRow.weight,
-).where(CandidateRow.enrollment_id.in_(bindparam("ids", expanding=True)), CandidateRow.arm != "")
+    return len(trials)
 
 
 def _key(journey: str, arm: str, channel: str, stratum: str) -> TallyKey:

@@ -322,9 +322,13 @@ class CandidateRow(Base):
     arm: Mapped[str] = mapped_column(String(8), default="")
     stratum: Mapped[str] = mapped_column(String(100), default="")
     weight: Mapped[float] = mapped_column(Float, default=1.0)
+    # When the trial's goal window has closed and it joins its cell's tally (None: not a
+    # trial, or counted already).
+    matures_at: Mapped[datetime | None] = mapped_column(UtcTime(), nullable=True)
     __table_args__ = (
         Index("ix_candidates_profile", "profile_id", "status"),
         Index("ix_candidates_enrollment", "enrollment_id"),
+        Index("ix_candidates_matures", "matures_at"),
     )
 
 

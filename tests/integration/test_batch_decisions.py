@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -94,6 +94,7 @@ def _written(conn: Connection) -> dict[str, Any]:
             CandidateRow.arm,
             CandidateRow.stratum,
             CandidateRow.weight,
+            CandidateRow.matures_at,
         ).order_by(CandidateRow.id)
     ).all()
     log = conn.execute(
@@ -116,6 +117,8 @@ def _written(conn: Connection) -> dict[str, Any]:
         .where(TimerRow.kind == "decide")
         .order_by(TimerRow.profile_id)
     ).all()
+    # Every trial's goal window closed: each joins its cell.
+    log_repo.mature_trials(conn, datetime(2100, 1, 1, tzinfo=UTC))
     return {
         "candidates": candidates,
         "log": log,

@@ -1,14 +1,17 @@
-"""The decision log forgets decisions older than its retention, oldest first."""
+"""The decision log forgets decisions older than its retention, oldest first; uplift
+trials join their cells once, when they mature."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from sqlalchemy import insert, select
 
 from airspace.bootstrap import Services
-from airspace.store.decisions import prune_log
-from airspace.store.tables import DecisionRow, core
+from airspace.domain.uplift import Tally
+from airspace.store.decisions import mature_trials, prune_log, tallies
+from airspace.store.tables import CandidateRow, DecisionRow, EnrollmentRow, core
 
 
 def _log(services: Services, *days_ago: int) -> None:
@@ -48,3 +51,75 @@ def test_pruning_goes_batch_by_batch_and_stops_at_the_first_recent_decision(
     assert removed == 4
     # Ids grow with time: an old decision behind a recent one waits for the next day.
     assert _left(services) == ["p4", "p5", "p6"]
+
+
+def _trials(services: Services, count: int) -> None:
+    """`count` control trials of one cell, matured an hour ago; every other one converted
+    (worth 10) after it was proposed, and one converted before it (which does not count)."""
+    now = services.clock.now()
+    created = now - timedelta(days=7, hours=1)
+    enrollments = [
+        {
+            "id": f"e{i}",
+            "journey_id": "cart",
+            "version": 1,
+            "profile_id": f"p{i}",
+            "step_id": "message",
+            "status": "done",
+            "layer": "none",
+            "entered_at": created,
+            "context": {},
+            "converted_at": None if i % 2 else created + timedelta(days=1 if i else -1),
+            "conversion_value": None if i % 2 else 10.0,
+        }
+        for i in range(count)
+    ]
+    candidates = [
+        {
+            "id": f"c{i}",
+            "profile_id": f"p{i}",
+            "enrollment_id": f"e{i}",
+            "journey_id": "cart",
+            "step_id": "message",
+            "spec": {},
+            "layer": "none",
+            "status": "suppressed",
+            "created_at": created,
+            "expires_at": created + timedelta(days=1),
+            "arm": "control",
+            "stratum": "repeat",
+            "weight": 2.0,
+            "matures_at": now - timedelta(hours=1),
+        }
+        for i in range(count)
+    ]
+    with services.db.write() as conn:
+        conn.execute(insert(core(EnrollmentRow)), enrollments)
+        conn.execute(insert(core(CandidateRow)), candidates)
+
+
+def test_matured_trials_join_their_cells_once_whatever_the_workers(services: Services) -> None:
+    """Two workers fold the matured trials in at the same moment: each trial is counted
+    once, with its conversion when the goal was reached after it was proposed."""
+    _trials(services, 400)
+    barrier = threading.Barrier(2)
+    counted: list[int] = []
+
+    def fold() -> None:
+        barrier.wait(timeout=30)
+        with services.db.write() as conn:
+            counted.append(mature_trials(conn, services.clock.now()))
+
+    workers = [threading.Thread(target=fold) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert len(counted) == 2
+    assert sum(counted) == 400
+    with services.db.read() as conn:
+        found = tallies(conn)
+        left = conn.execute(select(CandidateRow.id).where(CandidateRow.matures_at.is_not(None)))
+        assert list(left) == []
+    # 400 trials of weight 2 (worth 400 plain ones), 199 converted: the first, too early.
+    assert found == {("cart", "control", "", "repeat"): Tally(400.0, 199.0, 1990.0)}

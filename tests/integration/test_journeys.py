@@ -423,9 +423,9 @@ def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
 ) -> None:
     """Under the airspace policy a message whose draw is not worth sending is suppressed
     for good and counts as a control trial, weighted by one over its chance of being
-    held back; its person's later order converts it."""
+    held back; its person's later order converts it once its goal window has closed."""
     from airspace.domain.controller import Guess
-    from airspace.store.decisions import tallies
+    from airspace.store.decisions import mature_trials, tallies
 
     journey = CART_WITH_GOAL
     put(
@@ -460,6 +460,13 @@ def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
     )
     worker.drain()
     with services.db.read() as conn:
+        assert tallies(conn) == {}  # its goal window is still open: the outcome is not known
+    [candidate] = rows(services, CandidateRow)
+    assert candidate.matures_at == candidate.created_at + timedelta(days=7)
+    clock.advance(timedelta(days=7))
+    with services.db.write() as conn:
+        assert mature_trials(conn, clock.now()) == 1
+        assert mature_trials(conn, clock.now()) == 0  # counted once
         [(key, tally)] = tallies(conn).items()
     assert key == ("cart", "control", "", "prospect")
     # One trial, converted, whatever its weight: worth one plain trial.
@@ -473,7 +480,7 @@ def test_uplift_is_learned_from_sent_and_withheld_winners_only(
     """A sent winner is a treated trial, a withheld one (message holdout) a control trial;
     journey-holdout candidates are not trials (they are not winners: comparing them with
     winners would bias the estimate; measured, it did). A goal reached converts the trial,
-    with its value."""
+    with its value, once the goal window has closed."""
     from airspace.store.decisions import tallies
 
     journey = CART_WITH_GOAL
@@ -524,6 +531,15 @@ def test_uplift_is_learned_from_sent_and_withheld_winners_only(
             }
             for u in ("bo", "cy")
         ]
+    )
+    worker.drain()
+    # The trials join their cells when their goal window has closed, as the next decision
+    # reads the tallies.
+    clock.advance(timedelta(days=7))
+    put(services, journey, "controller: {decision_window: 0s, global_control: 0%}")
+    send(
+        {"type": "identify", "userId": "di", "traits": {"email": "di@example.com"}},
+        {"type": "track", "userId": "di", "event": "Cart Abandoned"},
     )
     worker.drain()
     with services.db.read() as conn:
