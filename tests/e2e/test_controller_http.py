@@ -132,6 +132,16 @@ def test_uplift_report_lists_what_was_measured(
             "properties": {"revenue": 40},
         },
     )
+    assert ok(admin.get("/uplift")) == []  # the goal window is open: the outcome is not known
+    # A week later the trial has matured; the next decision folds it into its cell.
+    clock.advance(timedelta(days=7))
+    track(
+        live_server,
+        {"type": "identify", "userId": "bo", "traits": {"email": "bo@example.com"}},
+        {"type": "track", "userId": "bo", "event": "Cart Abandoned"},
+    )
+    clock.advance(timedelta(minutes=5))
+    live_server.services.worker().drain()
     [row] = ok(admin.get("/uplift"))
     assert (row["journey_id"], row["channel"], row["stratum"]) == ("cart", "email", "prospect")
     assert row["treated"] == {"trials": 1.0, "conversions": 1.0}
