@@ -134,10 +134,19 @@ def count_trials(conn: Connection, trials: Sequence[Trial]) -> None:
 
 
 _candidates = core(CandidateRow)
+_MATURED = (
+    select(CandidateRow.id)
+    .where(CandidateRow.matures_at <= bindparam("now"))
+    .order_by(CandidateRow.matures_at)
+    .limit(bindparam("limit"))
+)
 # Claimed by clearing `matures_at`: with several workers, each trial is counted once.
 _CLAIM_MATURE = (
     update(_candidates)
-    .where(_candidates.c.matures_at <= bindparam("now"))
+    .where(
+        _candidates.c.id.in_(bindparam("ids", expanding=True)),
+        _candidates.c.matures_at.is_not(None),
+    )
     .values(matures_at=None)
     .returning(
         _candidates.c.enrollment_id,
@@ -156,11 +165,15 @@ _CONVERSIONS_OF = select(
 )
 
 
-def mature_trials(conn: Connection, now: datetime) -> int:
-    """Add the trials whose goal window has closed by `now` to their cells, each with its
-    conversion if its enrollment reached the goal after the trial was proposed; return
-    how many."""
-    trials = conn.execute(_CLAIM_MATURE, {"now": now}).all()
+def mature_trials(conn: Connection, now: datetime, limit: int = 20_000) -> int:
+    """Add the trials whose goal window has closed by `now` to their cells (the `limit`
+    oldest: a blast's trials all mature at once, and the rest can wait for the next
+    call), each with its conversion if its enrollment reached the goal after the trial
+    was proposed; return how many."""
+    ids = list(conn.execute(_MATURED, {"now": now, "limit": limit}).scalars())
+    if not ids:
+        return 0
+    trials = conn.execute(_CLAIM_MATURE, {"ids": ids}).all()
     if not trials:
         return 0
     converted: dict[str, tuple[datetime, float]] = {}

@@ -108,7 +108,7 @@ def test_matured_trials_join_their_cells_once_whatever_the_workers(services: Ser
     def fold() -> None:
         barrier.wait(timeout=30)
         with services.db.write() as conn:
-            counted.append(mature_trials(conn, services.clock.now()))
+            counted.append(mature_trials(conn, services.clock.now(), limit=300))
 
     workers = [threading.Thread(target=fold) for _ in range(2)]
     for w in workers:
@@ -116,6 +116,9 @@ def test_matured_trials_join_their_cells_once_whatever_the_workers(services: Ser
     for w in workers:
         w.join(timeout=60)
     assert len(counted) == 2
+    assert sum(counted) <= 400  # the oldest 300 at most each; the rest wait
+    with services.db.write() as conn:
+        counted.append(mature_trials(conn, services.clock.now()))
     assert sum(counted) == 400
     with services.db.read() as conn:
         found = tallies(conn)
