@@ -116,13 +116,18 @@ def test_uplift_report_lists_what_was_measured(
 ) -> None:
     ok(admin.put("/settings", content=SETTINGS.encode(), headers=YAML))
     ok(admin.put("/journeys/cart", content=JOURNEYS["cart"].encode(), headers=YAML))
-    track(
-        live_server,
-        {"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"}},
-        {"type": "track", "userId": "ann", "event": "Cart Abandoned"},
-    )
-    clock.advance(timedelta(minutes=5))
-    live_server.services.worker().drain()
+
+    def abandon_cart(user: str) -> None:
+        """A new person leaves a cart; the decision window passes and the worker decides."""
+        track(
+            live_server,
+            {"type": "identify", "userId": user, "traits": {"email": f"{user}@example.com"}},
+            {"type": "track", "userId": user, "event": "Cart Abandoned"},
+        )
+        clock.advance(timedelta(minutes=5))
+        live_server.services.worker().drain()
+
+    abandon_cart("ann")
     track(
         live_server,
         {
@@ -135,13 +140,7 @@ def test_uplift_report_lists_what_was_measured(
     assert ok(admin.get("/uplift")) == []  # the goal window is open: the outcome is not known
     # A week later the trial has matured; the next decision folds it into its cell.
     clock.advance(timedelta(days=7))
-    track(
-        live_server,
-        {"type": "identify", "userId": "bo", "traits": {"email": "bo@example.com"}},
-        {"type": "track", "userId": "bo", "event": "Cart Abandoned"},
-    )
-    clock.advance(timedelta(minutes=5))
-    live_server.services.worker().drain()
+    abandon_cart("bo")
     [row] = ok(admin.get("/uplift"))
     assert (row["journey_id"], row["channel"], row["stratum"]) == ("cart", "email", "prospect")
     assert row["treated"] == {"trials": 1.0, "conversions": 1.0}
