@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from airspace.domain.controller import Candidate, Recipient
@@ -100,3 +104,23 @@ def test_the_stratum_oracle_knows_each_cells_average_truth(monkeypatch: pytest.M
         assert guess([(cart, "email")], other, now)[0].mean == pytest.approx(0.10)  # its own cell
     finally:
         simulation.close()
+
+
+def test_the_calibration_report_decides_as_the_simulator(
+    results: dict[str, SimResult],
+) -> None:
+    """`bench/calibration.py` wraps the controller's estimator to record the truth: the
+    run must stay the one `airspace sim` makes, and print every scored cell."""
+    script = Path(__file__).parents[2] / "bench" / "calibration.py"
+    options = ["--customers", str(CUSTOMERS), "--days", str(DAYS), "--seed", "3"]
+    found = subprocess.run(
+        [sys.executable, str(script), *options, "--every", str(DAYS), "--least", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    mine = results["airspace"]
+    assert f"net value {mine.net_value:,.0f}, {mine.sent:,} messages sent" in found
+    assert "newsletter" in found
+    assert found.count(f"day {DAYS}") == 1
