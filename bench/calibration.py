@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from airspace.domain import controller
 from airspace.domain.controller import Candidate, Guess, Recipient
-from airspace.domain.uplift import ANY, Evidence
+from airspace.domain.uplift import Evidence
 from airspace.sim.driver import Simulation, load_world
 from airspace.store import decisions as log_repo
 from airspace.store.definitions import current_workspace
@@ -81,7 +81,11 @@ def run(args: argparse.Namespace, database_url: str) -> None:
             return
         with sim.services.db.read() as conn:
             settings = current_workspace(conn).settings
-            evidence = Evidence(log_repo.tallies(conn), settings.prior_strength)
+            tallies = log_repo.tallies(conn)
+        evidence = Evidence(tallies, settings.prior_strength)
+        trials: dict[tuple[str, str, str], float] = defaultdict(float)  # journey, arm, stratum
+        for (journey, arm, _, stratum), tally in tallies.items():
+            trials[journey, arm, stratum] += tally.trials
         print(f"\nday {day}")
         print(
             f"{'journey':20} {'stratum':28} {'scored':>7} {'truth':>8} {'estimate':>8}"
@@ -94,8 +98,8 @@ def run(args: argparse.Namespace, database_url: str) -> None:
             mean, variance = evidence.stratum_uplift(journey, stratum)
             sd = variance**0.5
             true = total / count
-            control = evidence._sum(journey, "control", ANY, stratum).trials
-            treated = evidence._sum(journey, "treated", ANY, stratum).trials
+            control = trials[journey, "control", stratum]
+            treated = trials[journey, "treated", stratum]
             print(
                 f"{journey:20} {stratum:28} {int(count):7d} {true:8.4f} {mean:8.4f}"
                 f" {sd:7.4f} {(mean - true) / sd:6.2f} {control:8.0f} {treated:8.0f}"
