@@ -16,7 +16,10 @@ messages and fewer unsubscribes; no cap violation by any policy).
 
 Runs go in parallel (`--jobs`); every finished run is appended to `--results`
 (JSON lines), so a long benchmark can be resumed (`--resume`) and its figures
-re-printed (`--report`).
+re-printed (`--report`). Each run records the fingerprint of the code it ran
+(`code`); `--resume` skips only runs of the code checked out, so a benchmark too
+long for one sitting is completed over several on the same code
+(`bench/results/` keeps the committed ones).
 
     python bench/arbitration.py --quick                  # a small world, in minutes
     python bench/arbitration.py --customers 50000 --days 60 --seeds 5 --jobs 2
@@ -61,6 +64,7 @@ def run_one(job: tuple[str, str, int, int, int]) -> dict[str, Any]:
         "decisions": result.decisions,
         "cap_violations": result.cap_violations,
         "seconds": time.perf_counter() - began,
+        "code": ingest.code_fingerprint(),
     }
 
 
@@ -80,7 +84,8 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
         seeds = sorted({r["seed"] for r in mine})
         by = {(r["policy"], r["seed"]): r for r in mine}
         sizes = sorted({(r["customers"], r["days"]) for r in mine})
-        print(f"\n== {world}: {sizes}, seeds {seeds}")
+        codes = sorted({r.get("code", "unrecorded") for r in mine})
+        print(f"\n== {world}: {sizes}, seeds {seeds}, code {', '.join(codes)}")
         header = (
             f"{'policy':<14} {'incr.conv':>10} {'(worst)':>9} {'net value':>11} {'(worst)':>10}"
             f" {'sent':>8} {'unsubs':>7} {'cap viol.':>9} {'share':>7} {'(worst)':>8}"
@@ -175,6 +180,8 @@ def main() -> None:
     done = _done(args.results) if args.resume else []
     if not args.resume:
         args.results.write_text("")
+    code = ingest.code_fingerprint()
+    done = [r for r in done if r.get("code") == code]
     finished = {(r["world"], r["policy"], r["seed"], r["customers"], r["days"]) for r in done}
     jobs = [
         (world, policy, seed, args.customers, args.days)
