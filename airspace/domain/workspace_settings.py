@@ -95,6 +95,9 @@ class WorkspaceSettings:
     substrata: tuple[Stratum, ...] = ()  # each stratum split by the first that holds the person
     prior_strength: float = 20.0  # how many people a stratum's prior is worth
     exploration: float = EXPLORATION  # how far Thompson draws reach: times the spread
+    # How long after a message its outcome is read to learn uplift, if shorter than the
+    # goal's window (None: the goal's window).
+    learning_window: timedelta | None = None
     purchase_event: str = "Order Completed"
 
 
@@ -114,6 +117,7 @@ _CONTROLLER_FIELDS = {
     "substrata",
     "prior_strength",
     "exploration",
+    "learning_window",
     "purchase_event",
 }
 
@@ -177,8 +181,20 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
         exploration=problems.number(
             "controller.exploration", controller.get("exploration"), 0, 4, EXPLORATION
         ),
+        learning_window=_learning_window(controller, problems),
         purchase_event=purchase_event.strip(),
     )
+
+
+def _learning_window(controller: Mapping[str, Any], problems: Problems) -> timedelta | None:
+    raw = controller.get("learning_window")
+    if raw is None:
+        return None
+    found = problems.convert("controller.learning_window", raw, timing.parse_duration)
+    if found is not None and found <= timedelta(0):
+        problems.error("controller.learning_window", "expected a duration above 0, such as 2d")
+        return None
+    return found
 
 
 def _caps(

@@ -486,12 +486,16 @@ def _rng(profile_id: str, now: datetime) -> np.random.Generator:
 
 
 def _goal_closes(ws: Workspace, candidate: Candidate, now: datetime) -> datetime:
-    """When a trial's outcome is known: its journey's goal window, counted from the
-    candidate (its enrollment began no later), has closed; at once without a goal."""
+    """When a trial's outcome is read: its journey's goal window, or the workspace's
+    learning window if shorter, counted from the candidate (its enrollment began no
+    later), has closed; at once without a goal."""
     journey = ws.journeys.get(candidate.journey_id)
     if journey is None or journey.goal is None:
         return now
-    return candidate.created_at + journey.goal.within
+    window = journey.goal.within
+    if ws.settings.learning_window is not None:
+        window = min(window, ws.settings.learning_window)
+    return candidate.created_at + window
 
 
 def _addresses(profile: Profile, owned: Iterable[Identifier]) -> dict[str, str]:

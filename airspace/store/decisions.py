@@ -135,7 +135,7 @@ def count_trials(conn: Connection, trials: Sequence[Trial]) -> None:
 
 _candidates = core(CandidateRow)
 _MATURED = (
-    select(CandidateRow.id)
+    select(CandidateRow.id, CandidateRow.matures_at)
     .where(CandidateRow.matures_at <= bindparam("now"))
     .order_by(CandidateRow.matures_at)
     .limit(bindparam("limit"))
@@ -149,6 +149,7 @@ _CLAIM_MATURE = (
     )
     .values(matures_at=None)
     .returning(
+        _candidates.c.id,
         _candidates.c.enrollment_id,
         _candidates.c.journey_id,
         _candidates.c.arm,
@@ -166,14 +167,16 @@ _CONVERSIONS_OF = select(
 
 
 def mature_trials(conn: Connection, now: datetime, limit: int = 20_000) -> int:
-    """Add the trials whose goal window has closed by `now` to their cells (the `limit`
+    """Add the trials whose window has closed by `now` to their cells (the `limit`
     oldest: a blast's trials all mature at once, and the rest can wait for the next
     call), each with its conversion if its enrollment reached the goal after the trial
-    was proposed; return how many."""
-    ids = list(conn.execute(_MATURED, {"now": now, "limit": limit}).scalars())
-    if not ids:
+    was proposed and before its window closed; return how many."""
+    closes = {
+        row.id: row.matures_at for row in conn.execute(_MATURED, {"now": now, "limit": limit})
+    }
+    if not closes:
         return 0
-    trials = conn.execute(_CLAIM_MATURE, {"ids": ids}).all()
+    trials = conn.execute(_CLAIM_MATURE, {"ids": list(closes)}).all()
     if not trials:
         return 0
     converted: dict[str, tuple[datetime, float]] = {}
@@ -185,7 +188,7 @@ def mature_trials(conn: Connection, now: datetime, limit: int = 20_000) -> int:
         key = _key(t.journey_id, t.arm, t.channel or ANY, t.stratum)
         w = t.weight
         found = converted.get(t.enrollment_id)
-        if found is not None and t.created_at <= found[0]:
+        if found is not None and t.created_at <= found[0] <= closes[t.id]:
             tally = Tally(w, w, w * found[1], w * w)
         else:
             tally = Tally(w, squares=w * w)

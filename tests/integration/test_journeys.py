@@ -474,6 +474,50 @@ def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
     assert tally.revenue == pytest.approx(80.0)
 
 
+def test_a_learning_window_reads_outcomes_sooner_and_counts_only_conversions_within_it(
+    services: Services, send: Send, clock: SimulatedClock
+) -> None:
+    """With `learning_window: 1d` a trial of a journey whose goal window is 7 days joins
+    its cell a day after it was proposed, converted only by an order within that day."""
+    from airspace.domain.controller import Guess
+    from airspace.store.decisions import mature_trials, tallies
+
+    put(
+        services,
+        CART_WITH_GOAL,
+        "controller: {policy: airspace, decision_window: 0s, global_control: 0%,"
+        " message_holdout: 0%, learning_window: 1d}",
+    )
+    worker = services.worker()
+    worker.journeys.estimator = lambda pairs, who, now: [
+        Guess(-0.00764, -0.02, 80.0, False, 0.01) for _ in pairs
+    ]
+    people = ("bo", "cy")
+    send(
+        *[
+            {"type": "identify", "userId": u, "traits": {"email": f"{u}@example.com"}}
+            for u in people
+        ],
+        *[{"type": "track", "userId": u, "event": "Cart Abandoned"} for u in people],
+    )
+    worker.drain()
+    candidates = rows(services, CandidateRow)
+    assert [c.arm for c in candidates] == ["control", "control"]
+    assert all(c.matures_at == c.created_at + timedelta(days=1) for c in candidates)
+    order = {"type": "track", "event": "Order Completed", "properties": {"revenue": 80}}
+    clock.advance(timedelta(hours=2))
+    send({**order, "userId": "bo"})  # within the learning window
+    clock.advance(timedelta(hours=28))
+    send({**order, "userId": "cy"})  # within the goal window, after the learning window
+    worker.drain()
+    with services.db.write() as conn:
+        assert mature_trials(conn, clock.now()) == 2
+        [(key, tally)] = tallies(conn).items()
+    assert key == ("cart", "control", "", "prospect")
+    assert tally.conversions / tally.trials == pytest.approx(0.5)
+    assert [c.status for c in rows(services, CandidateRow)] == ["suppressed", "suppressed"]
+
+
 def test_uplift_is_learned_from_sent_and_withheld_winners_only(
     services: Services, send: Send, clock: SimulatedClock
 ) -> None:

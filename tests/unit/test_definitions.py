@@ -348,7 +348,8 @@ def test_without_topics_defined_any_topic_is_accepted() -> None:
             [
                 "settings.yaml: controller.colour: unknown field; expected one of caps, "
                 "decision_window, exclusive, exploration, fatigue, global_control, "
-                "message_holdout, per_decision, policy, prior_strength, purchase_event, "
+                "learning_window, message_holdout, per_decision, policy, prior_strength, "
+                "purchase_event, "
                 "quiet_hours, retry_after, strata, substrata, unsure_holdout",
                 "settings.yaml: controller.decision_window: "
                 "expected a duration such as 30m, 1h, 7d or 2w; got 'soon'",
@@ -645,6 +646,25 @@ def test_exploration_is_a_bounded_number_of_spreads() -> None:
     [problem] = problems.items
     assert problem.path == "controller.exploration"
     assert "4" in problem.message
+
+
+def test_the_learning_window_is_a_positive_duration() -> None:
+    from airspace.domain.workspace_settings import parse_settings
+
+    problems = Problems()
+    assert parse_settings({}, problems).learning_window is None
+    found = parse_settings({"controller": {"learning_window": "2d"}}, problems)
+    assert found.learning_window == timedelta(days=2)
+    assert not problems.items
+    for wrong, says in (("0s", "above 0"), ("a while", "duration such as")):
+        problems = Problems()
+        assert (
+            parse_settings({"controller": {"learning_window": wrong}}, problems).learning_window
+            is None
+        )
+        [problem] = problems.items
+        assert problem.path == "controller.learning_window"
+        assert says in problem.message
 
 
 def test_the_unsure_holdout_is_a_share() -> None:
