@@ -58,7 +58,10 @@ def run_one(job: tuple[str, str, int, int, int]) -> dict[str, Any]:
         "seed": seed,
         "customers": customers,
         "days": days,
-        "truth": asdict(result.truth),
+        "truth": {
+            **asdict(result.truth),
+            "by_journey": {f"{j}/{kind}": v for (j, kind), v in result.truth.by_journey.items()},
+        },
         "net_value": result.net_value,
         "sent": result.sent,
         "decisions": result.decisions,

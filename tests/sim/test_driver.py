@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,35 @@ def test_the_calibration_report_decides_as_the_simulator(
     assert f"net value {mine.net_value:,.0f}, {mine.sent:,} messages sent" in found
     assert "newsletter" in found
     assert found.count(f"day {DAYS}") == 1
+
+
+def test_the_arbitration_benchmark_keeps_each_run_with_its_code(
+    results: dict[str, SimResult], tmp_path: Path
+) -> None:
+    """`bench/arbitration.py` appends every run to its results, with the fingerprint of
+    the code, and `--resume` runs only what is missing there."""
+    script = Path(__file__).parents[2] / "bench" / "arbitration.py"
+    kept = tmp_path / "runs.jsonl"
+    options = ["--customers", str(CUSTOMERS), "--days", str(DAYS), "--seeds", "1"]
+    options += ["--first-seed", "3", "--worlds", "standard", "--results", str(kept)]
+
+    def bench(*more: str) -> str:
+        return subprocess.run(
+            [sys.executable, str(script), *options, *more],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
+        ).stdout
+
+    bench("--policies", "first_come")
+    [run] = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert run["net_value"] == pytest.approx(results["first_come"].net_value)
+    assert len(run["code"]) == 12
+    assert run["truth"]["by_journey"]  # "journey/kind" keys
+    again = bench("--policies", "first_come", "random", "--resume")
+    assert "1 run(s)" in again  # first-come is already there
+    assert [json.loads(line)["policy"] for line in kept.read_text().splitlines()] == [
+        "first_come",
+        "random",
+    ]
