@@ -14,6 +14,7 @@ from airspace.domain.definitions import documents_from_files
 from airspace.domain.problems import Problems
 from airspace.domain.uplift import Tally
 from airspace.engine.definitions import apply
+from airspace.engine.worker import Worker
 from airspace.store.tables import (
     CandidateRow,
     EnrollmentRow,
@@ -418,27 +419,34 @@ CART_WITH_GOAL = (
 )
 
 
+def _declining_cart(services: Services, settings: str) -> Worker:
+    """The cart journey with a goal, decided at once under the airspace policy, with no
+    holdouts and these controller `settings` more; its worker's estimator finds a fifth
+    of draws worth sending, so a candidate is held back with a chance of 0.8."""
+    from airspace.domain.controller import Guess
+
+    put(
+        services,
+        CART_WITH_GOAL,
+        "controller: {policy: airspace, decision_window: 0s, global_control: 0%,"
+        f" message_holdout: 0%, {settings}}}",
+    )
+    worker = services.worker()
+    worker.journeys.estimator = lambda pairs, who, now: [
+        Guess(-0.00764, -0.02, 80.0, False, 0.01) for _ in pairs
+    ]
+    return worker
+
+
 def test_a_candidate_declined_for_its_draw_is_a_weighted_control_trial(
     services: Services, send: Send, clock: SimulatedClock
 ) -> None:
     """Under the airspace policy a message whose draw is not worth sending is suppressed
     for good and counts as a control trial, weighted by one over its chance of being
     held back; its person's later order converts it once its goal window has closed."""
-    from airspace.domain.controller import Guess
     from airspace.store.decisions import mature_trials, tallies
 
-    journey = CART_WITH_GOAL
-    put(
-        services,
-        journey,
-        "controller: {policy: airspace, decision_window: 0s, global_control: 0%,"
-        " message_holdout: 0%, unsure_holdout: 0%}",
-    )
-    worker = services.worker()
-    # A fifth of draws would be worth sending: held back with a chance of 0.8.
-    worker.journeys.estimator = lambda pairs, who, now: [
-        Guess(-0.00764, -0.02, 80.0, False, 0.01) for _ in pairs
-    ]
+    worker = _declining_cart(services, "unsure_holdout: 0%")
     send(
         {"type": "identify", "userId": "bo", "traits": {"email": "bo@example.com"}},
         {"type": "track", "userId": "bo", "event": "Cart Abandoned"},
@@ -479,19 +487,9 @@ def test_a_learning_window_reads_outcomes_sooner_and_counts_only_conversions_wit
 ) -> None:
     """With `learning_window: 1d` a trial of a journey whose goal window is 7 days joins
     its cell a day after it was proposed, converted only by an order within that day."""
-    from airspace.domain.controller import Guess
     from airspace.store.decisions import mature_trials, tallies
 
-    put(
-        services,
-        CART_WITH_GOAL,
-        "controller: {policy: airspace, decision_window: 0s, global_control: 0%,"
-        " message_holdout: 0%, learning_window: 1d}",
-    )
-    worker = services.worker()
-    worker.journeys.estimator = lambda pairs, who, now: [
-        Guess(-0.00764, -0.02, 80.0, False, 0.01) for _ in pairs
-    ]
+    worker = _declining_cart(services, "learning_window: 1d")
     people = ("bo", "cy")
     send(
         *[
