@@ -310,7 +310,8 @@ def sim(
     policy: Annotated[
         list[str],
         typer.Option(
-            help="airspace, oracle, stratum_oracle, first_come, priority or random (repeatable)"
+            help="airspace, oracle, stratum_oracle, measured_oracle, first_come, priority or "
+            "random (repeatable)"
         ),
     ] = ["airspace", "first_come", "oracle"],  # noqa: B006 (typer reads the default)
     days: Annotated[int, typer.Option(min=1, max=366, help="Simulated days")] = 60,

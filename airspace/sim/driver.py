@@ -12,7 +12,9 @@ A policy is the workspace's controller policy (`airspace`, `first_come`,
 expected incremental value in place of the learned estimate, or
 `stratum_oracle`: that truth averaged over each stratum (journey, channel and
 stratum, over the candidates scored so far), which is the most the learning
-controller could know with unlimited data and the workspace's strata.
+controller could know with unlimited data and the workspace's strata, or
+`measured_oracle`: those averages as a perfect experiment would have measured them
+by now, which is the most it could know from the run's own data.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import numpy as np
 from sqlalchemy import bindparam, func, select
 
 from airspace.bootstrap import Services, build_services
@@ -40,7 +43,7 @@ from airspace.domain.workspace_settings import WorkspaceSettings
 from airspace.engine import ids
 from airspace.engine.definitions import apply, read_folder
 from airspace.settings import Settings
-from airspace.sim.world import Action, Delivery, Truth, World
+from airspace.sim.world import Action, Baseline, Delivery, Truth, World
 from airspace.store.definitions import current_workspace
 from airspace.store.inbox import accept
 from airspace.store.journeys import sent_since
@@ -62,11 +65,12 @@ _NEW_MESSAGES = (
     .order_by(MessageRow.id)
 )
 
-SimPolicy = PolicyName | Literal["stratum_oracle"]
+SimPolicy = PolicyName | Literal["stratum_oracle", "measured_oracle"]
 POLICIES: tuple[SimPolicy, ...] = (
     "airspace",
     "oracle",
     "stratum_oracle",
+    "measured_oracle",
     "first_come",
     "priority",
     "random",
@@ -127,6 +131,11 @@ class Simulation:
     ) -> None:
         if policy not in POLICIES:
             raise InvalidInput(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+        if policy == "measured_oracle" and not isinstance(world, Baseline):
+            raise InvalidInput(
+                f"the world {world.name!r} has no baseline(user_id, at): the measured oracle "
+                "needs each customer's chance to convert with no message (docs/simulator.md)"
+            )
         self.world = world
         self.policy = policy
         self.tick = tick
@@ -148,11 +157,13 @@ class Simulation:
         key, _ = create_key(self.services.db, "write", "simulator", self.clock.now())
         self._key_id = key.id
         self.worker = self.services.worker()
-        if policy == "oracle" or policy == "stratum_oracle":
+        if policy == "oracle" or policy == "stratum_oracle" or policy == "measured_oracle":
             self.worker.journeys.policy = "airspace"
-            self.worker.journeys.estimator = (
-                self._oracle if policy == "oracle" else self._stratum_oracle
-            )
+            self.worker.journeys.estimator = {
+                "oracle": self._oracle,
+                "stratum_oracle": self._stratum_oracle,
+                "measured_oracle": self._measured_oracle,
+            }[policy]
         else:
             self.worker.journeys.policy = policy
         self._queue: list[tuple[datetime, int, dict[str, Any]]] = []
@@ -162,6 +173,7 @@ class Simulation:
         self._users: dict[str, str] = {}  # profile id -> userId
         # (journey, channel, stratum) -> sums of the true uplift, uplift x value, and count
         self._cells: dict[tuple[str, str, str], list[float]] = {}
+        self._measured = _Measurements(getattr(world, "seed", 0))
 
     # --- what goes in
 
@@ -274,6 +286,27 @@ class Simulation:
             found.append(Guess(mean, mean, sums[1] / sums[0] if sums[0] else value))
         return found
 
+    def _measured_oracle(
+        self, pairs: Sequence[tuple[Candidate, str]], recipient: Recipient, now: datetime
+    ) -> list[Guess]:
+        truths = self._truth(pairs, recipient, now)
+        baseline = cast(Baseline, self.world).baseline(
+            self._users.get(recipient.profile_id, ""), now
+        )
+        found = []
+        measured: set[str] = set()
+        for (candidate, channel), (uplift, value) in zip(pairs, truths, strict=True):
+            journey = candidate.journey_id
+            sums = self._cells.setdefault((journey, channel, recipient.stratum), [0.0, 0.0, 0.0])
+            self._measured.see(journey, sums, uplift)
+            sums[1] += uplift * value
+            if journey not in measured:  # one outcome per candidate, on whichever channel
+                measured.add(journey)
+                self._measured.observe(journey, recipient.stratum, baseline)
+            mean = self._measured.estimate(journey, recipient.stratum, sums[0] / sums[2])
+            found.append(Guess(mean, mean, sums[1] / sums[0] if sums[0] else value))
+        return found
+
     # --- the run
 
     def run(self, days: int, progress: Callable[[int, int], None] | None = None) -> SimResult:
@@ -324,6 +357,49 @@ class Simulation:
         self.services.db.engine.dispose()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+class _Measurements:
+    """What a perfect experiment would have measured of each cell by now, for the measured
+    oracle: every candidate scored adds one outcome to its journey and stratum (all its
+    channels share it), with the noise of a conversion whose no-message chance p is known
+    (variance p (1 - p)); the measurement, the cell's true mean plus that noise, is shrunk
+    towards its journey's true mean by the true spread between the journey's cells, and
+    read at the posterior mean (every candidate informs, so exploring is worth nothing).
+    A learner cannot know more from the run's data: it must hold messages back to see what
+    happens without them, and it knows neither a journey's mean nor its spread."""
+
+    def __init__(self, seed: int) -> None:
+        self._rng = np.random.default_rng([seed, 0x6D65617375726564])
+        self._noise: dict[tuple[str, str], list[float]] = {}  # count, noise, variance
+        self._journeys: dict[str, list[float]] = {}  # count, sum, sum of count x mean^2
+
+    def see(self, journey: str, cell: list[float], uplift: float) -> None:
+        """Add a candidate's true uplift to its cell (sum, _, count) and to its journey's
+        spread between cells."""
+        sums = self._journeys.setdefault(journey, [0.0, 0.0, 0.0])
+        before = cell[0] * cell[0] / cell[2] if cell[2] else 0.0
+        cell[0] += uplift
+        cell[2] += 1.0
+        sums[0] += 1.0
+        sums[1] += uplift
+        sums[2] += cell[0] * cell[0] / cell[2] - before
+
+    def observe(self, journey: str, stratum: str, baseline: float) -> None:
+        variance = baseline * (1.0 - baseline)
+        noise = self._noise.setdefault((journey, stratum), [0.0, 0.0, 0.0])
+        noise[0] += 1.0
+        noise[1] += float(self._rng.normal()) * variance**0.5
+        noise[2] += variance
+
+    def estimate(self, journey: str, stratum: str, truth: float) -> float:
+        count, noise, variance = self._noise[journey, stratum]
+        measured, measured_variance = truth + noise / count, max(variance, 1e-12) / count**2
+        seen, total, squares = self._journeys[journey]
+        prior = total / seen
+        spread = max(squares / seen - prior * prior, 1e-12)
+        precision = 1.0 / spread + 1.0 / measured_variance
+        return (prior / spread + measured / measured_variance) / precision
 
 
 def cap_violations(messages: Sequence[Sent], settings: WorkspaceSettings) -> int:

@@ -111,3 +111,13 @@ class World(Protocol):
     def cost(self, channel: str) -> float:
         """What one message on this channel costs (as settings.yaml says)."""
         ...
+
+
+@runtime_checkable
+class Baseline(Protocol):
+    """Optional: a world that can say how noisy a measurement of its uplift is."""
+
+    def baseline(self, user_id: str, at: datetime) -> float:
+        """The chance the customer reaches a journey's goal within its window with no
+        message at all (the `measured_oracle` policy's noise: p (1 - p) per trial)."""
+        ...

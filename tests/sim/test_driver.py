@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from airspace.domain.controller import Candidate, Recipient
+from airspace.domain.errors import InvalidInput
 from airspace.sim.driver import (
     POLICIES,
     SimResult,
@@ -105,6 +107,81 @@ def test_the_stratum_oracle_knows_each_cells_average_truth(monkeypatch: pytest.M
         assert guess([(cart, "email")], other, now)[0].mean == pytest.approx(0.10)  # its own cell
     finally:
         simulation.close()
+
+
+def test_the_measured_oracle_knows_what_the_runs_data_could_tell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each cell's true mean plus the noise of a perfect experiment over the candidates
+    seen so far, shrunk towards the journey's true mean: little data says little."""
+    simulation = Simulation(load_world("standard", 10, 1), "measured_oracle")
+    try:
+        truth = {"vip": (0.04, 100.0), "new": (0.0, 50.0)}
+        recipients = {s: Recipient(f"p-{s}", {}, {}, stratum=s) for s in truth}
+        now = simulation.clock.now()
+        cart = Candidate("c1", "p1", "e1", "cart", "s", ("email", "push"), "cart", now, now)
+        pairs = [(cart, "email"), (cart, "push")]
+
+        def estimates(stratum: str) -> list[float]:
+            monkeypatch.setattr(simulation.world, "uplift", lambda *_: truth[stratum])
+            return [g.mean for g in simulation._measured_oracle(pairs, recipients[stratum], now)]
+
+        monkeypatch.setattr(simulation.world, "baseline", lambda *_: 0.2)
+        # The first cells of a journey are all its mean; one outcome in `new` reads close
+        # to the journey's mean, far from its truth.
+        assert estimates("vip") == [pytest.approx(0.04), pytest.approx(0.04)]
+        assert all(e > 0.015 for e in estimates("new"))
+        for _ in range(20_000):
+            vip, new = estimates("vip")[0], estimates("new")[0]
+        assert vip == pytest.approx(0.04, abs=0.012)  # noise: 0.4 / sqrt(20,000) = 0.003
+        assert new == pytest.approx(0.0, abs=0.012)
+        # A conversion certain or impossible without a message measures without noise.
+        monkeypatch.setattr(simulation.world, "baseline", lambda *_: 0.0)
+        exact = Simulation(load_world("standard", 10, 1), "measured_oracle")
+        try:
+            exact.world = simulation.world
+            monkeypatch.setattr(simulation.world, "uplift", lambda *_: truth["vip"])
+            found = exact._measured_oracle(pairs, recipients["vip"], now)[0]
+            assert found.mean == pytest.approx(0.04)
+            assert found.value == pytest.approx(100.0)
+        finally:
+            exact.close()
+    finally:
+        simulation.close()
+
+
+def test_the_measured_oracle_needs_a_worlds_baseline() -> None:
+    class Opaque:
+        """A world that does not say its customers' baseline."""
+
+        def __init__(self) -> None:
+            self._world = load_world("standard", 10, 1)
+            self.name, self.definitions = "opaque", self._world.definitions
+
+        def customers(self) -> Any:
+            return self._world.customers()
+
+        def start(self) -> Any:
+            return self._world.start()
+
+        def day(self, start: Any) -> Any:
+            return self._world.day(start)
+
+        def deliver(self, delivery: Any) -> Any:
+            return self._world.deliver(delivery)
+
+        def uplift(self, *args: Any) -> Any:
+            return self._world.uplift(*args)
+
+        def truth(self) -> Any:
+            return self._world.truth()
+
+        def cost(self, channel: str) -> float:
+            return self._world.cost(channel)
+
+    with pytest.raises(InvalidInput, match="the world 'opaque' has no baseline"):
+        Simulation(Opaque(), "measured_oracle")
+    Simulation(Opaque(), "stratum_oracle").close()  # the other policies do not need it
 
 
 def test_the_calibration_report_decides_as_the_simulator(

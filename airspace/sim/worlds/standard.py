@@ -371,6 +371,11 @@ class StandardWorld:
         harm = base * (1.0 + HARM_GROWTH * recent)
         return max(harm, -0.9 * self._week_purchase(i)), value
 
+    def baseline(self, user_id: str, at: datetime) -> float:
+        """The chance of at least one spontaneous order in the seven-day goal window."""
+        i = self._index.get(user_id)
+        return 0.0 if i is None or self._seconds(at) < self.joined[i] else self._week_purchase(i)
+
     def _recent_count(self, i: int, at: float) -> int:
         row = self.recent[i]
         return int(np.count_nonzero((row > at - WEEK) & (row <= at)))
