@@ -6,8 +6,9 @@ stratum_oracle, measured_oracle, first_come, priority, random) it runs
 `airspace.sim.driver.simulate`: the world drives the real engine (tracking calls in,
 the worker on a simulated clock, messages out of the capture channel, purchases and
 unsubscribes back in) on a fresh SQLite database. It prints per world and policy,
-over the seeds, the mean and the worst of: true incremental conversions, incremental revenue net of
-message cost, messages sent, unsubscribes, cap violations, and the share of the
+over the seeds, the mean and the worst of: true incremental conversions,
+incremental revenue net of message cost, messages sent, unsubscribes, cap
+violations, and the share of the
 oracle's value captured, (V(policy) - V(first-come)) / (V(oracle) - V(first-come)).
 It also prints V(oracle) / V(first-come), which must be at least 1.5 for the share
 to mean something, and whether the targets are met (airspace: share >= 80% on

@@ -298,8 +298,7 @@ class Simulation:
         for (candidate, channel), (uplift, value) in zip(pairs, truths, strict=True):
             journey = candidate.journey_id
             sums = self._cells.setdefault((journey, channel, recipient.stratum), [0.0, 0.0, 0.0])
-            self._measured.see(journey, sums, uplift)
-            sums[1] += uplift * value
+            self._measured.see(journey, sums, uplift, value)
             if journey not in measured:  # one outcome per candidate, on whichever channel
                 measured.add(journey)
                 self._measured.observe(journey, recipient.stratum, baseline)
@@ -374,12 +373,13 @@ class _Measurements:
         self._noise: dict[tuple[str, str], list[float]] = {}  # count, noise, variance
         self._journeys: dict[str, list[float]] = {}  # count, sum, sum of count x mean^2
 
-    def see(self, journey: str, cell: list[float], uplift: float) -> None:
-        """Add a candidate's true uplift to its cell (sum, _, count) and to its journey's
-        spread between cells."""
+    def see(self, journey: str, cell: list[float], uplift: float, value: float) -> None:
+        """Add a candidate's true uplift and value to its cell (the stratum oracle's sums:
+        uplift, uplift x value, count) and to its journey's spread between cells."""
         sums = self._journeys.setdefault(journey, [0.0, 0.0, 0.0])
         before = cell[0] * cell[0] / cell[2] if cell[2] else 0.0
         cell[0] += uplift
+        cell[1] += uplift * value
         cell[2] += 1.0
         sums[0] += 1.0
         sums[1] += uplift

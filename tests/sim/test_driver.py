@@ -135,11 +135,14 @@ def test_the_measured_oracle_knows_what_the_runs_data_could_tell(
             vip, new = estimates("vip")[0], estimates("new")[0]
         assert vip == pytest.approx(0.04, abs=0.012)  # noise: 0.4 / sqrt(20,000) = 0.003
         assert new == pytest.approx(0.0, abs=0.012)
-        # A conversion certain or impossible without a message measures without noise.
+        # A conversion certain or impossible without a message measures without noise: one
+        # outcome in `vip`, after one in `new`, reads its own truth, not the journey's mean.
         monkeypatch.setattr(simulation.world, "baseline", lambda *_: 0.0)
         exact = Simulation(load_world("standard", 10, 1), "measured_oracle")
         try:
             exact.world = simulation.world
+            monkeypatch.setattr(simulation.world, "uplift", lambda *_: truth["new"])
+            exact._measured_oracle(pairs, recipients["new"], now)
             monkeypatch.setattr(simulation.world, "uplift", lambda *_: truth["vip"])
             found = exact._measured_oracle(pairs, recipients["vip"], now)[0]
             assert found.mean == pytest.approx(0.04)
