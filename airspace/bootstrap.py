@@ -31,8 +31,9 @@ class Services:
         """The key of the erasure hashes."""
         return self.settings.secret.encode()
 
-    def worker(self) -> Worker:
-        """A worker configured from the settings."""
+    def worker(self, *, paced: bool = True) -> Worker:
+        """A worker configured from the settings; `paced=False` sizes its batches by count
+        alone, not by how long the last ones took (the simulator: runs that repeat)."""
         return Worker(
             self.db,
             self.clock,
@@ -41,7 +42,7 @@ class Services:
                 secret=self.secret,
                 batch_size=self.settings.worker_batch_size,
                 idle_seconds=self.settings.worker_idle_seconds,
-                batch_seconds=self.settings.worker_batch_seconds,
+                batch_seconds=self.settings.worker_batch_seconds if paced else None,
                 dedupe_retention=timedelta(days=self.settings.dedupe_retention_days),
                 decision_retention=timedelta(days=self.settings.decision_log_retention_days),
             ),

@@ -45,20 +45,24 @@ class WorkerConfig:
     dedupe_retention: timedelta = timedelta(days=7)
     prune_every: timedelta = timedelta(minutes=10)
     decision_retention: timedelta = timedelta(days=365)
-    batch_seconds: float = 0.05
+    batch_seconds: float | None = 0.05  # None: every batch `batch_size` (repeatable runs)
 
 
 @dataclass
 class Pace:
     """Sizes batches so that one takes about `target` seconds: small batches keep the
-    time from an event to its effects short; under load each batch still takes many."""
+    time from an event to its effects short; under load each batch still takes many.
+    With no target every batch is `most`: what a batch holds then never depends on how
+    fast the machine was (the simulator's runs repeat exactly)."""
 
-    target: float
+    target: float | None
     most: int
     least: int = 20
     per_item: float = 0.001
 
     def limit(self) -> int:
+        if self.target is None:
+            return self.most
         return max(self.least, min(self.most, int(self.target / self.per_item)))
 
     def observe(self, items: int, seconds: float) -> None:
@@ -79,7 +83,8 @@ class Worker:
         self._last_delivery: datetime | None = None
         self.pace = Pace(config.batch_seconds, config.batch_size)
         # Due timers tolerate a little more wait than fresh events: larger batches.
-        self.timer_pace = Pace(config.batch_seconds * 4, config.batch_size)
+        seconds = config.batch_seconds
+        self.timer_pace = Pace(None if seconds is None else seconds * 4, config.batch_size)
         self.channels: dict[str, Channel] = {"webhook": WebhookChannel()}
 
     def deliver(self, limit: int = 100) -> int:

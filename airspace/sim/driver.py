@@ -145,9 +145,10 @@ class Simulation:
             database_url = f"sqlite:///{Path(self._tmp.name) / 'sim.db'}"
         self.clock = SimulatedClock(world.start())
         # Same seed, same run: ids (and so holdout draws) from the seed, and batches sized
-        # by count, not by how long they took.
+        # by count, not by how long they took (which batch an event falls in changes what
+        # is decided together).
         ids.repeatable(getattr(world, "seed", 0))
-        settings = Settings(database_url=database_url, secret="sim", worker_batch_seconds=10)
+        settings = Settings(database_url=database_url, secret="sim")
         self.services: Services = build_services(settings, clock=self.clock)
         migrate(self.services.db)
         documents, problems = read_folder(world.definitions)
@@ -156,7 +157,7 @@ class Simulation:
         apply(self.services.db, documents, self.clock.now())
         key, _ = create_key(self.services.db, "write", "simulator", self.clock.now())
         self._key_id = key.id
-        self.worker = self.services.worker()
+        self.worker = self.services.worker(paced=False)
         if policy == "oracle" or policy == "stratum_oracle" or policy == "measured_oracle":
             self.worker.journeys.policy = "airspace"
             self.worker.journeys.estimator = {
