@@ -89,7 +89,16 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
         by = {(r["policy"], r["seed"]): r for r in mine}
         sizes = sorted({(r["customers"], r["days"]) for r in mine})
         codes = sorted({r.get("code", "unrecorded") for r in mine})
-        print(f"\n== {world}: {sizes}, seeds {seeds}, code {', '.join(codes)}")
+        complete = [
+            s for s in seeds if all((p, s) in by for p in ("airspace", "oracle", "first_come"))
+        ]
+        # Means over the same seeds for every policy: a seed still missing one of the three
+        # is left out of the table while any seed has all three.
+        shown = complete or seeds
+        print(f"\n== {world}: {sizes}, seeds {shown}, code {', '.join(codes)}")
+        left = sum(1 for r in mine if r["seed"] not in shown)
+        if left:
+            print(f"({left} run(s) of seeds without airspace, oracle and first-come left out)")
         header = (
             f"{'policy':<14} {'incr.conv':>10} {'(worst)':>9} {'net value':>11} {'(worst)':>10}"
             f" {'sent':>8} {'unsubs':>7} {'cap viol.':>9} {'share':>7} {'(worst)':>8}"
@@ -97,11 +106,8 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
         )
         print(header)
         shares: dict[str, list[float]] = {}
-        complete = [
-            s for s in seeds if all((p, s) in by for p in ("airspace", "oracle", "first_come"))
-        ]
         for policy in POLICIES:
-            runs = [by[policy, s] for s in seeds if (policy, s) in by]
+            runs = [by[policy, s] for s in shown if (policy, s) in by]
             if not runs:
                 continue
             share = []

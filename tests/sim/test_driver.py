@@ -244,3 +244,35 @@ def test_the_arbitration_benchmark_keeps_each_run_with_its_code(
         "first_come",
         "random",
     ]
+
+
+def test_the_arbitration_report_compares_policies_on_the_same_seeds(tmp_path: Path) -> None:
+    """A seed that still lacks one of airspace, oracle and first-come stays out of the
+    means while another seed has all three: policies are compared on the same seeds."""
+
+    def run(policy: str, seed: int, net: float) -> dict[str, Any]:
+        return {
+            "world": "standard", "policy": policy, "seed": seed, "customers": 10, "days": 1,
+            "truth": {"incremental_conversions": net / 10, "unsubscribes": 1},
+            "net_value": net, "sent": 100, "cap_violations": 0, "seconds": 60, "code": "c",
+        }  # fmt: skip
+
+    kept = tmp_path / "runs.jsonl"
+    rows = [run("first_come", 1, 100.0), run("oracle", 1, 200.0), run("airspace", 1, 190.0)]
+    rows.append(run("first_come", 2, 40.0))  # seed 2 has only just begun
+    kept.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = Path(__file__).parents[2] / "bench" / "arbitration.py"
+    found = subprocess.run(
+        [sys.executable, str(script), "--results", str(kept), "--report"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "seeds [1]," in found
+    assert "(1 run(s) of seeds without airspace, oracle and first-come left out)" in found
+    first_come = next(line for line in found.splitlines() if line.startswith("first_come"))
+    assert " 100 " in first_come  # seed 1's net value, not the mean of both seeds (70)
+    assert " 70 " not in first_come
+    airspace = next(line for line in found.splitlines() if line.startswith("airspace"))
+    assert "90%" in airspace
