@@ -78,6 +78,45 @@ def _done(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def losses(by: dict[tuple[str, int], dict[str, Any]], seeds: list[int], top: int = 6) -> None:
+    """Print where the learner's value falls short of the oracle's, per journey and type.
+
+    Means over `seeds` of each cell's true value (the world's customer types, which no
+    policy but the oracle sees), and the value of the cells where the learner did harm.
+    """
+    cells: dict[str, list[tuple[float, float, float]]] = {}
+    harm = []
+    for s in seeds:
+        mine = by["airspace", s]["truth"]["by_journey"]
+        theirs = by["oracle", s]["truth"]["by_journey"]
+        harm.append(sum(v for _, v in mine.values() if v < 0))
+        for cell in mine.keys() | theirs.keys():
+            sent, value = mine.get(cell, (0, 0.0))
+            their_value = theirs.get(cell, (0, 0.0))[1]
+            cells.setdefault(cell, []).append(
+                (value - their_value, sent, theirs.get(cell, (0, 0))[0])
+            )
+    rows = sorted(
+        (
+            statistics.mean(d for d, _, _ in v),
+            statistics.mean(n for _, n, _ in v),
+            statistics.mean(n for _, _, n in v),
+            cell,
+        )
+        for cell, v in cells.items()
+    )
+    gap = statistics.mean(
+        by["oracle", s]["net_value"] - by["airspace", s]["net_value"] for s in seeds
+    )
+    print(
+        f"learner vs oracle: {gap:,.0f} less net value; cells where the learner did harm:"
+        f" {statistics.mean(harm):,.0f}. Largest shortfalls (journey/type: value, messages vs"
+        " the oracle's):"
+    )
+    for diff, sent, theirs, cell in rows[:top]:
+        print(f"  {cell:<40} {diff:>10,.0f} {sent:>9,.0f} vs {theirs:>9,.0f}")
+
+
 def report(results: Iterable[dict[str, Any]]) -> bool:
     """Print the comparison; return whether every target is met."""
     rows = list(results)
@@ -163,6 +202,7 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
             for name, ok in checks.items():
                 print(f"  {'MET   ' if ok else 'MISSED'} {name}")
                 met &= ok
+            losses(by, complete)
     print(f"\n{'MET   ' if caps_ok else 'MISSED'} no policy ever violated a cap")
     return met and caps_ok
 

@@ -250,15 +250,20 @@ def test_the_arbitration_report_compares_policies_on_the_same_seeds(tmp_path: Pa
     """A seed that still lacks one of airspace, oracle and first-come stays out of the
     means while another seed has all three: policies are compared on the same seeds."""
 
-    def run(policy: str, seed: int, net: float) -> dict[str, Any]:
+    def run(policy: str, seed: int, net: float, **cells: list[float]) -> dict[str, Any]:
+        truth = {"incremental_conversions": net / 10, "unsubscribes": 1, "by_journey": cells}
         return {
             "world": "standard", "policy": policy, "seed": seed, "customers": 10, "days": 1,
-            "truth": {"incremental_conversions": net / 10, "unsubscribes": 1},
-            "net_value": net, "sent": 100, "cap_violations": 0, "seconds": 60, "code": "c",
+            "truth": truth, "net_value": net, "sent": 100, "cap_violations": 0,
+            "seconds": 60, "code": "c",
         }  # fmt: skip
 
     kept = tmp_path / "runs.jsonl"
-    rows = [run("first_come", 1, 100.0), run("oracle", 1, 200.0), run("airspace", 1, 190.0)]
+    rows = [
+        run("first_come", 1, 100.0),
+        run("oracle", 1, 200.0, **{"cross-sell/loyal": [10, 50.0]}),
+        run("airspace", 1, 190.0, **{"cross-sell/loyal": [8, 42.0], "newsletter/loyal": [5, -2.0]}),
+    ]
     rows.append(run("first_come", 2, 40.0))  # seed 2 has only just begun
     kept.write_text("".join(json.dumps(r) + "\n" for r in rows))
     script = Path(__file__).parents[2] / "bench" / "arbitration.py"
@@ -276,3 +281,7 @@ def test_the_arbitration_report_compares_policies_on_the_same_seeds(tmp_path: Pa
     assert " 70 " not in first_come
     airspace = next(line for line in found.splitlines() if line.startswith("airspace"))
     assert "90%" in airspace
+    # Where the learner's value falls short of the oracle's, cell by cell.
+    assert "10 less net value; cells where the learner did harm: -2." in found
+    shortfall = next(line for line in found.splitlines() if "cross-sell/loyal" in line)
+    assert shortfall.split() == ["cross-sell/loyal", "-8", "8", "vs", "10"]
