@@ -176,7 +176,7 @@ def run_demo(
         compare(
             console,
             "standard",
-            ["airspace", "first_come", "priority", "oracle"],
+            ["airspace", "first_come", "priority", "random", "oracle"],
             days=sim_days,
             customers=sim_customers,
             seed=1,

@@ -3,9 +3,14 @@ to trigger nor the top static priority, it comes to pick that journey.
 
 Each round one person of stratum "repeat" has three colliding candidates: `cart` triggers
 first, `returns` has the top static priority, `birthday` has the largest true uplift. The
-real `decide` with Thompson draws from the real `Evidence` chooses; the outcome of what it
-sent (or withheld, by the message holdout) is drawn from the true goal rates, and a
-journey holdout adds control trials of every journey, as the engine counts them.
+real `decide` with Thompson draws from the real `Evidence` chooses. The three journeys share
+one goal (a purchase, as the example journeys do), so the person converts at the base rate
+plus the true uplift of what was sent, and every trial of the decision reads that outcome.
+The trials are the engine's: `controller.trial` says which candidates are trials, in which
+arm and with which weight (a sent winner is treated; a winner withheld by the message
+holdout or a candidate declined for its draw is control; a loser, or a candidate held out
+by its journey's holdout before any decision, is no trial), and the cells are read as the
+store reads them (`Tally.effective`), with the workspace's prior strength and exploration.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from airspace.domain.controller import Candidate, Recipient, decide, thompson
+from airspace.domain.controller import Candidate, DecisionRecord, Recipient, decide, thompson, trial
 from airspace.domain.uplift import ANY, Evidence, Tally, TallyKey
 from airspace.domain.workspace_settings import WorkspaceSettings
 
@@ -45,25 +50,43 @@ def candidates(round_: int) -> list[Candidate]:
     return [one("cart", 4, 1), one("returns", 2, 9), one("birthday", 1, 0)]
 
 
-def learn(seed: int, rounds: int, measured: int) -> float:
-    """Run the loop; the share of the last `measured` decisions that sent `birthday`."""
-    rng = np.random.default_rng(seed)
-    tallies: dict[TallyKey, Tally] = {}
+def evidence_of(cells: dict[TallyKey, Tally]) -> Evidence:
+    """What the engine learns from: each cell's weighted trials as the equally weighted ones
+    they are worth (`store.decisions.tallies`), with the workspace's knobs."""
+    return Evidence(
+        {key: tally.effective() for key, tally in cells.items()},
+        SETTINGS.prior_strength,
+        SETTINGS.exploration,
+    )
 
-    def count(journey: str, arm: str, converted: bool) -> None:
-        key: TallyKey = (
-            journey,
-            "treated" if arm == "treated" else "control",
-            "email" if arm == "treated" else ANY,
-            "repeat",
+
+def count(cells: dict[TallyKey, Tally], record: DecisionRecord, converted: bool) -> None:
+    """Add a decision's trials to their cells as the engine does (`controller.trial`, then
+    `store.decisions.mature_trials`): each with its weight, its conversion and revenue
+    weighted alike, and the control arm on no channel."""
+    for assessment in record.assessments:
+        found = trial(assessment, SETTINGS)
+        if found is None:
+            continue
+        arm, channel, weight = found
+        journey = assessment.candidate.journey_id
+        key: TallyKey = (journey, arm, channel if arm == "treated" else ANY, record.stratum)
+        conversions = weight * converted
+        cells[key] = cells.get(key, Tally()) + Tally(
+            weight, conversions, conversions * VALUE, weight * weight
         )
-        tallies[key] = tallies.get(key, Tally()) + Tally(1.0, float(converted), VALUE * converted)
 
-    picked = []
-    evidence = Evidence({})
+
+def learn(seed: int, rounds: int, measured: int) -> float:
+    """Run the loop; the share of the last `measured` decisions whose winner (sent, or
+    withheld by the message holdout) is `birthday`."""
+    rng = np.random.default_rng(seed)
+    cells: dict[TallyKey, Tally] = {}
+    evidence = evidence_of(cells)
+    winners: list[str | None] = []
     for round_ in range(rounds):
         if round_ % 50 == 0:  # the engine reads the tallies again now and then
-            evidence = Evidence(dict(tallies))
+            evidence = evidence_of(cells)
         who = Recipient(f"p{round_}", {}, {"email": "x@example.com"}, stratum="repeat")
         record = decide(
             candidates(round_),
@@ -73,19 +96,13 @@ def learn(seed: int, rounds: int, measured: int) -> float:
             NOW,
             policy="airspace",
             estimator=thompson(evidence),
-            rng=rng,
         )
-        for a in record.assessments:
-            journey = a.candidate.journey_id
-            if a.decision.outcome == "send":
-                count(journey, "treated", rng.random() < BASE + TRUE_UPLIFT[journey])
-                picked.append(journey)
-            elif a.decision.outcome == "withhold":
-                count(journey, "control", rng.random() < BASE)
-        for journey in TRUE_UPLIFT:  # the journey holdout: 10% of entrants, never sent
-            if rng.random() < 0.10:
-                count(journey, "control", rng.random() < BASE)
-    last = picked[-measured:]
+        outcomes = {a.candidate.journey_id: a.decision.outcome for a in record.assessments}
+        won = [j for j, outcome in outcomes.items() if outcome in ("send", "withhold")]
+        winners.append(won[0] if won else None)
+        uplift = sum(TRUE_UPLIFT[j] for j, outcome in outcomes.items() if outcome == "send")
+        count(cells, record, bool(rng.random() < BASE + uplift))
+    last = winners[-measured:]
     return sum(j == "birthday" for j in last) / len(last)
 
 
