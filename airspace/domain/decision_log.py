@@ -77,7 +77,20 @@ class HeldOut:
     at: datetime
     journey_id: str
     content: str
-    reason: str
+    layer: str  # domain.journeys.Layer
+
+
+# Why a held-out candidate was never sent, in words.
+_HELD_OUT = {
+    "journey_holdout": (
+        "held out: the person is in this journey's holdout group, which it never messages,"
+        " to measure what the journey adds"
+    ),
+    "global_control": (
+        "held out: the person is in the global control group, which no marketing reaches,"
+        " to measure what all journeys add together"
+    ),
+}
 
 
 def _score_words(score: Mapping[str, Any]) -> str:
@@ -90,10 +103,14 @@ def _score_words(score: Mapping[str, Any]) -> str:
     )
 
 
-def _candidate_lines(candidate: Mapping[str, Any]) -> list[str]:
+def _candidate_lines(candidate: Mapping[str, Any], tz: ZoneInfo) -> list[str]:
     name = f"{candidate['journey_id']}/{candidate['content']}"
     word = _MARKS.get(candidate["outcome"], candidate["outcome"])
-    lines = [f"  {word} {name}: {candidate['reason']}"]
+    reason = candidate["reason"]
+    if retry := candidate.get("retry_at"):  # the stored reason says when in UTC
+        local = datetime.fromisoformat(retry).astimezone(tz)
+        reason = reason.replace(retry, f"{local:%a %d %b %Y %H:%M}")
+    lines = [f"  {word} {name}: {reason}"]
     chosen = candidate.get("channel")
     for score in candidate.get("scores", []):
         if score["channel"] == chosen or chosen is None:
@@ -111,10 +128,23 @@ def explain(
     tz: ZoneInfo,
     since: datetime,
     until: datetime,
+    *,
+    limit: int | None = None,
 ) -> list[str]:
     """The person's decisions between `since` and `until` in plain words, oldest first,
-    with the local days on which nothing was proposed."""
+    in their time zone, with the local days on which nothing was proposed.
+
+    `records` are all the decisions of the period, or, when there are `limit` of them,
+    its newest: then the days before the oldest are not called quiet, and the
+    explanation says that older decisions are left out."""
     lines: list[str] = []
+    if limit is not None and len(records) >= limit and records:
+        since = max(since, min(datetime.fromisoformat(r["at"]) for r in records))
+        held_out = [h for h in held_out if h.at >= since]
+        lines.append(
+            f"Only the newest {limit} decisions are shown; older ones are left out"
+            f" (from {since.astimezone(tz):%a %d %b %Y %H:%M} on)."
+        )
     busy: set[date] = set()
     entries: list[tuple[datetime, list[str]]] = []
     for record in records:
@@ -124,13 +154,19 @@ def explain(
             f"{at:%a %d %b %Y %H:%M} — {record['summary']} "
             f"(policy {record['policy']}, people like this: {record['stratum'] or 'n/a'})"
         )
-        body = [line for c in record["candidates"] for line in _candidate_lines(c)]
+        body = [line for c in record["candidates"] for line in _candidate_lines(c, tz)]
         entries.append((at, [head, *body]))
     for item in held_out:
         at = item.at.astimezone(tz)
         busy.add(at.date())
         entries.append(
-            (at, [f"{at:%a %d %b %Y %H:%M} — {item.journey_id}/{item.content}: {item.reason}"])
+            (
+                at,
+                [
+                    f"{at:%a %d %b %Y %H:%M} — {item.journey_id}/{item.content}:"
+                    f" {_HELD_OUT.get(item.layer, f'held out ({item.layer})')}"
+                ],
+            )
         )
     quiet: list[date] = []
     day = since.astimezone(tz).date()
@@ -142,7 +178,7 @@ def explain(
         lines.extend(block)
     if quiet:
         lines.append(f"No journey proposed a message on: {_ranges(quiet)}.")
-    if not lines:
+    if not entries and not quiet:
         lines.append("No decisions in this period.")
     return lines
 

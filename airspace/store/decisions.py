@@ -96,7 +96,7 @@ def held_out_of(
     """A person's candidates held out before reaching the controller, in the period."""
     rows = conn.execute(
         select(
-            CandidateRow.created_at, CandidateRow.journey_id, CandidateRow.spec, CandidateRow.reason
+            CandidateRow.created_at, CandidateRow.journey_id, CandidateRow.spec, CandidateRow.layer
         ).where(
             CandidateRow.profile_id == profile_id,
             CandidateRow.status == "held_out",
@@ -105,7 +105,7 @@ def held_out_of(
         )
     ).all()
     return [
-        HeldOut(r.created_at, r.journey_id, str(r.spec.get("content", "")), r.reason) for r in rows
+        HeldOut(r.created_at, r.journey_id, str(r.spec.get("content", "")), r.layer) for r in rows
     ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import func, select
@@ -164,15 +164,17 @@ def person_decisions(
     in plain words in their time zone (oldest first)."""
     live = _live(db, profile_id)
     with db.read() as conn:
-        records = decisions_repo.decisions_of(conn, live, since, until, limit)
-        held = decisions_repo.held_out_of(conn, live, since, until)
         profile = load_profiles(conn, db, [live]).get(live)
         settings = current_workspace(conn).settings
-    tz = timing.timezone_of(profile, settings.timezone) if profile else timing.zone(None, "UTC")
+        tz = timing.timezone_of(profile, settings.timezone) if profile else timing.zone(None, "UTC")
+        # From the start of the person's day: a day is called quiet only if all of it was.
+        since = datetime.combine(since.astimezone(tz).date(), time(), tz)
+        records = decisions_repo.decisions_of(conn, live, since, until, limit)
+        held = decisions_repo.held_out_of(conn, live, since, until)
     return {
         "profile_id": live,
         "timezone": tz.key,
-        "explanation": explain(list(reversed(records)), held, tz, since, until),
+        "explanation": explain(list(reversed(records)), held, tz, since, until, limit=limit),
         "decisions": records,
     }
 

@@ -4,14 +4,18 @@ trials join their cells once, when they mature."""
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select
 
 from airspace.bootstrap import Services
+from airspace.domain.identity import Identifier
 from airspace.domain.uplift import Tally
+from airspace.store.admin import find_profile_id
 from airspace.store.decisions import mature_trials, prune_log, tallies
+from airspace.store.journey_admin import person_decisions
 from airspace.store.tables import CandidateRow, DecisionRow, EnrollmentRow, core
+from tests.integration.conftest import Send
 
 
 def _log(services: Services, *days_ago: int) -> None:
@@ -126,3 +130,31 @@ def test_matured_trials_join_their_cells_once_whatever_the_workers(services: Ser
         assert list(left) == []
     # 400 trials of weight 2 (worth 400 plain ones), 199 converted: the first, too early.
     assert found == {("cart", "control", "", "repeat"): Tally(400.0, 199.0, 1990.0)}
+
+
+def test_the_explanation_reads_whole_days_of_the_person(services: Services, send: Send) -> None:
+    """Asked for the last two days at 09:00, the explanation starts at midnight of the
+    first day: a decision at 07:00 that day is shown, so the day is not called quiet."""
+    send({"type": "identify", "userId": "ana-42", "traits": {"email": "ana@example.com"}})
+    services.worker().drain()
+    profile_id = find_profile_id(services.db, Identifier("user_id", "ana-42"))
+    assert profile_id is not None
+    now = services.clock.now()  # Mon 02 Nov 2026 09:00 UTC, the workspace's time zone
+    early = datetime(2026, 10, 31, 7, 0, tzinfo=UTC)  # Saturday, before now - 2 days
+    summary = "sent: cart/reminder on email"
+    record = {"at": early.isoformat(), "policy": "airspace", "stratum": "new"}
+    row = record | {"profile_id": profile_id, "at": early, "summary": summary}
+    with services.db.write() as conn:
+        conn.execute(
+            insert(core(DecisionRow)),
+            [row | {"record": record | {"summary": summary, "candidates": []}}],
+        )
+
+    found = person_decisions(services.db, profile_id, now - timedelta(days=2), now, 200)
+
+    assert [d["at"] for d in found["decisions"]] == [early.isoformat()]
+    assert found["explanation"] == [
+        "Sat 31 Oct 2026 07:00 — sent: cart/reminder on email"
+        " (policy airspace, people like this: new)",
+        "No journey proposed a message on: Sun 01 Nov to Mon 02 Nov.",
+    ]
