@@ -2,9 +2,11 @@
 
 Evidence is counted per journey, arm, channel and stratum: a *treated* trial is
 a decision's winner that was sent; a *control* trial a winner withheld by the
-message holdout (drawn at random among winners, so the arms compare like with
-like). A trial counts once its goal window has closed: converted if its enrollment
-reached the journey's goal after it was proposed.
+message holdout or a candidate declined for its Thompson draw. Both are chance
+assignments, and each trial is weighted by one over the chance of its arm
+(`controller.trial`), so the arms compare like with like. A trial counts once its
+goal window has closed: converted if its enrollment reached the journey's goal
+after it was proposed.
 
 What is pooled is the *uplift*, not each arm's rate. People of different
 strata buy at very different rates whether messaged or not; shrinking a thin
