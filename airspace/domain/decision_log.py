@@ -159,15 +159,8 @@ def explain(
     for item in held_out:
         at = item.at.astimezone(tz)
         busy.add(at.date())
-        entries.append(
-            (
-                at,
-                [
-                    f"{at:%a %d %b %Y %H:%M} — {item.journey_id}/{item.content}:"
-                    f" {_HELD_OUT.get(item.layer, f'held out ({item.layer})')}"
-                ],
-            )
-        )
+        why = _HELD_OUT.get(item.layer, f"held out ({item.layer})")
+        entries.append((at, [f"{at:%a %d %b %Y %H:%M} — {item.journey_id}/{item.content}: {why}"]))
     quiet: list[date] = []
     day = since.astimezone(tz).date()
     while day <= until.astimezone(tz).date():

@@ -95,8 +95,26 @@ class Tally:
         scale = self.trials / self.squares
         return Tally(self.trials * scale, self.conversions * scale, self.revenue * scale)
 
+    @staticmethod
+    def of_trial(weight: float, value: float | None) -> Tally:
+        """One trial of `weight`: converted with an order worth `value`, or not (None)."""
+        if value is None:
+            return Tally(weight, squares=weight * weight)
+        return Tally(weight, weight, weight * value, weight * weight)
+
 
 TallyKey = tuple[str, Arm, str, str]  # journey, arm, channel, stratum
+
+
+def cell_of(journey: str, arm: str, channel: str, stratum: str) -> TallyKey:
+    """The cell a trial joins. Not sending is the same on every channel: the control arm
+    is counted once, on no channel (`ANY`)."""
+    return (
+        journey,
+        "treated" if arm == "treated" else "control",
+        channel if arm == "treated" else ANY,
+        stratum,
+    )
 
 
 @dataclass(frozen=True, slots=True)

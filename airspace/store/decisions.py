@@ -22,7 +22,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 
 from airspace.domain.controller import DecisionRecord
 from airspace.domain.decision_log import HeldOut, record_to_json
-from airspace.domain.uplift import ANY, Tally, TallyKey
+from airspace.domain.uplift import ANY, Tally, TallyKey, cell_of
 from airspace.store.bulk import upsert_many
 from airspace.store.journeys import chunks
 from airspace.store.tables import (
@@ -185,26 +185,12 @@ def mature_trials(conn: Connection, now: datetime, limit: int = 20_000) -> int:
             converted[row.id] = (row.converted_at, row.conversion_value or 0.0)
     cells: dict[TallyKey, Tally] = {}
     for t in trials:
-        key = _key(t.journey_id, t.arm, t.channel or ANY, t.stratum)
-        w = t.weight
+        key = cell_of(t.journey_id, t.arm, t.channel or ANY, t.stratum)
         found = converted.get(t.enrollment_id)
-        if found is not None and t.created_at <= found[0] <= closes[t.id]:
-            tally = Tally(w, w, w * found[1], w * w)
-        else:
-            tally = Tally(w, squares=w * w)
-        cells[key] = cells.get(key, Tally()) + tally
+        value = found[1] if found is not None and t.created_at <= found[0] <= closes[t.id] else None
+        cells[key] = cells.get(key, Tally()) + Tally.of_trial(t.weight, value)
     add_tallies(conn, cells)
     return len(trials)
-
-
-def _key(journey: str, arm: str, channel: str, stratum: str) -> TallyKey:
-    # Not sending is the same on every channel: the control arm is counted once.
-    return (
-        journey,
-        "treated" if arm == "treated" else "control",
-        channel if arm == "treated" else ANY,
-        stratum,
-    )
 
 
 def add_tallies(conn: Connection, cells: Mapping[TallyKey, Tally]) -> None:

@@ -9,20 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.sim.test_worlds_through_the_engine import table_rows
 from tests.test_cli_definitions import airspace
 
 # The policies the demo compares (the share of the oracle's value needs the first three).
 POLICIES = {"airspace", "first_come", "oracle", "priority", "random"}
-
-
-def table_rows(output: str) -> dict[str, list[str]]:
-    """The comparison table's rows: policy -> its other cells."""
-    rows = {}
-    for line in output.splitlines():
-        cells = [c.strip() for c in line.split("│")[1:-1]]
-        if cells and re.fullmatch(r"[a-z_]+", cells[0]):
-            rows[cells[0]] = cells[1:]
-    return rows
 
 
 @pytest.mark.slow  # about 15 s: the replay of 22,590 events over HTTP has no smaller mode

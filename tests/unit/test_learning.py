@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from airspace.domain.controller import Candidate, DecisionRecord, Recipient, decide, thompson, trial
-from airspace.domain.uplift import ANY, Evidence, Tally, TallyKey
+from airspace.domain.uplift import Evidence, Tally, TallyKey, cell_of
 from airspace.domain.workspace_settings import WorkspaceSettings
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -61,20 +61,16 @@ def evidence_of(cells: dict[TallyKey, Tally]) -> Evidence:
 
 
 def count(cells: dict[TallyKey, Tally], record: DecisionRecord, converted: bool) -> None:
-    """Add a decision's trials to their cells as the engine does (`controller.trial`, then
-    `store.decisions.mature_trials`): each with its weight, its conversion and revenue
-    weighted alike, and the control arm on no channel."""
+    """Add a decision's trials to their cells with the functions the engine uses
+    (`controller.trial`, then `uplift.cell_of` and `Tally.of_trial`, as
+    `store.decisions.mature_trials` does)."""
     for assessment in record.assessments:
         found = trial(assessment, SETTINGS)
         if found is None:
             continue
         arm, channel, weight = found
-        journey = assessment.candidate.journey_id
-        key: TallyKey = (journey, arm, channel if arm == "treated" else ANY, record.stratum)
-        conversions = weight * converted
-        cells[key] = cells.get(key, Tally()) + Tally(
-            weight, conversions, conversions * VALUE, weight * weight
-        )
+        key = cell_of(assessment.candidate.journey_id, arm, channel, record.stratum)
+        cells[key] = cells.get(key, Tally()) + Tally.of_trial(weight, VALUE if converted else None)
 
 
 def learn(seed: int, rounds: int, measured: int) -> float:
