@@ -138,7 +138,8 @@ def in_scope(cap: Cap, channel: str, journey_id: str, topic: str | None) -> bool
 def rule_caps(
     candidate: Candidate, channel: str, history: Sequence[Sent], caps: Iterable[Cap], now: datetime
 ) -> tuple[str, datetime] | None:
-    """Frequency caps over rolling windows; the reason and when the first blocking cap frees."""
+    """Frequency caps over rolling windows: the reason, naming every cap that blocks, and
+    when the last of them frees."""
     if candidate.transactional:
         return None
     blocked: list[tuple[str, datetime]] = []
@@ -158,11 +159,12 @@ def rule_caps(
             # The cap frees when the oldest message that keeps it full leaves the window;
             # a cap of 0 never frees.
             frees = counted[len(counted) - cap.max] + cap.per if cap.max else NEVER
-            per = timing.format_duration(cap.per)
-            blocked.append((f"cap {cap.scope} {cap.max} per {per} reached", frees))
+            blocked.append((f"{cap.scope} {cap.max} per {timing.format_duration(cap.per)}", frees))
     if not blocked:
         return None
-    return max(blocked, key=lambda b: b[1])
+    names = [name for name, _ in blocked]
+    caps_named = f"cap {names[0]}" if len(names) == 1 else f"caps {', '.join(names)}"
+    return f"{caps_named} reached", max(frees for _, frees in blocked)
 
 
 def rule_global_control(candidate: Candidate, recipient: Recipient) -> str | None:

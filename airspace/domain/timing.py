@@ -37,9 +37,10 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """The shortest exact spelling of a duration (`7d`, `90m`)."""
+    """A duration in the largest unit, up to days, that spells it exactly (`7d`, `90m`):
+    caps and windows are written in days, so a week reads as `7d`, not `1w`."""
     seconds = int(value.total_seconds())
-    for unit in ("w", "d", "h", "m"):
+    for unit in ("d", "h", "m"):
         if seconds and seconds % _UNITS[unit] == 0:
             return f"{seconds // _UNITS[unit]}{unit}"
     return f"{seconds}s"

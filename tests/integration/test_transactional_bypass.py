@@ -108,7 +108,7 @@ def test_a_transactional_message_goes_past_a_full_marketing_cap_and_does_not_cou
     [_, reset, promo] = _candidates(services)
     assert reset[:2] == ("password-reset", "sent")
     assert promo[:2] == ("promo", "deferred")
-    assert promo[2].startswith("cap marketing 1 per 1w reached"), promo[2]
+    assert promo[2].startswith("cap marketing 1 per 7d reached"), promo[2]
     assert reset[3] == promo[3] == later
 
     # The cap frees 7 days after the first promo: the password reset, sent within those

@@ -237,7 +237,7 @@ def test_per_decision_sends_more_when_asked_and_caps_still_hold() -> None:
     history = [Sent(NOW - DAY, "email", "other")]
     record = decide(COLLISION, person(), history, settings, NOW, policy="first_come")
     assert [d.outcome for d in record.decisions] == ["send", "send", "suppress"]
-    assert record.decisions[2].reason == "cap marketing 3 per 1w reached until after it expires"
+    assert record.decisions[2].reason == "cap marketing 3 per 7d reached until after it expires"
 
 
 def test_mutual_exclusion_defers_until_the_other_journeys_message_leaves_the_window() -> None:

@@ -200,7 +200,7 @@ def test_an_address_is_needed(
             Decision(
                 "c1",
                 "defer",
-                "cap marketing 3 per 1w reached; retry at 2026-11-03T09:00:00+00:00",
+                "cap marketing 3 per 7d reached; retry at 2026-11-03T09:00:00+00:00",
                 retry_at=NOW + DAY,
             ),
             id="marketing-full",
@@ -208,7 +208,7 @@ def test_an_address_is_needed(
         pytest.param(
             [sent(6 * DAY), sent(2 * DAY), sent(DAY)],
             candidate(expires_at=NOW + DAY),
-            Decision("c1", "suppress", "cap marketing 3 per 1w reached until after it expires"),
+            Decision("c1", "suppress", "cap marketing 3 per 7d reached until after it expires"),
             id="frees-when-it-expires",
         ),
         pytest.param(
@@ -217,7 +217,7 @@ def test_an_address_is_needed(
             Decision(
                 "c1",
                 "defer",
-                "cap marketing 3 per 1w reached; retry at 2026-11-03T09:00:00+00:00",
+                "cap marketing 3 per 7d reached; retry at 2026-11-03T09:00:00+00:00",
                 retry_at=NOW + DAY,
             ),
             id="frees-just-before-it-expires",
@@ -265,14 +265,15 @@ def test_an_address_is_needed(
         pytest.param(
             [sent(DAY, journey="cart")], candidate(), sends("email"), id="other-journey-free"
         ),
-        # Both caps block sms; it waits for the later of the two to free.
+        # Both caps block sms: the reason names both, and it waits for the later to free.
         pytest.param(
             [sent(6 * DAY), sent(2 * DAY), sent(timedelta(hours=5), "sms")],
             candidate(channels=("sms",)),
             Decision(
                 "c1",
                 "defer",
-                "cap marketing 3 per 1w reached; retry at 2026-11-03T09:00:00+00:00",
+                "caps marketing 3 per 7d, channel:sms 1 per 1d reached;"
+                " retry at 2026-11-03T09:00:00+00:00",
                 retry_at=NOW + DAY,
             ),
             id="latest-cap-wins",
@@ -315,7 +316,7 @@ def test_caps_count_what_this_decision_sends() -> None:
         sends("email", "c0"),
         sends("email", "c1"),
         sends("email", "c2"),
-        Decision("c3", "suppress", "cap marketing 3 per 1w reached until after it expires"),
+        Decision("c3", "suppress", "cap marketing 3 per 7d reached until after it expires"),
     ]
 
 
@@ -330,7 +331,7 @@ def test_the_fourth_is_deferred_to_when_the_oldest_leaves_the_window() -> None:
         Decision(
             "c2",
             "defer",
-            "cap marketing 3 per 1w reached; retry at 2026-11-03T09:00:00+00:00",
+            "cap marketing 3 per 7d reached; retry at 2026-11-03T09:00:00+00:00",
             retry_at=retry,
         ),
     ]
@@ -349,7 +350,7 @@ def test_same_instant_candidates_go_in_id_order() -> None:
 def test_rule_caps_names_the_reason_and_when_it_frees() -> None:
     history = [sent(3 * DAY), sent(2 * DAY), sent(DAY), sent(timedelta(hours=1))]
     assert rule_caps(candidate(), "email", history, SETTINGS.caps, NOW) == (
-        "cap marketing 3 per 1w reached",
+        "cap marketing 3 per 7d reached",
         NOW + 5 * DAY,
     )
     assert rule_caps(candidate(transactional=True), "email", history, SETTINGS.caps, NOW) is None

@@ -76,8 +76,8 @@ def test_parse_duration_refuses_with_what_it_got(raw: Any, message: str) -> None
 @pytest.mark.parametrize(
     ("value", "spelled"),
     [
-        (timedelta(weeks=2), "2w"),
-        (timedelta(days=7), "1w"),
+        (timedelta(days=7), "7d"),
+        (timedelta(days=14), "14d"),
         (timedelta(days=3), "3d"),
         (timedelta(minutes=90), "90m"),
         (timedelta(hours=36), "36h"),
@@ -85,7 +85,9 @@ def test_parse_duration_refuses_with_what_it_got(raw: Any, message: str) -> None
         (timedelta(0), "0s"),
     ],
 )
-def test_format_duration_is_the_shortest_exact_spelling(value: timedelta, spelled: str) -> None:
+def test_format_duration_uses_the_largest_exact_unit_up_to_days(
+    value: timedelta, spelled: str
+) -> None:
     assert timing.format_duration(value) == spelled
     assert timing.parse_duration(spelled) == value
 
