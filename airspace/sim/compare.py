@@ -34,7 +34,7 @@ def compare(
 ) -> list[SimResult]:
     """Run the world under each policy and print the comparison (raises `InvalidInput` for a
     world that cannot be loaded)."""
-    table = Table(title=f"{world}: {customers:,} customers, {days} days, seed {seed}")
+    table = Table()
     for column in COLUMNS:
         if column == "policy":  # the one column that must never be cut on a narrow terminal
             table.add_column(column, no_wrap=True, min_width=10)
@@ -45,6 +45,8 @@ def compare(
         with console.status(f"{name}: simulating {days} days"):
             result = simulate(world, name, days=days, customers=customers, seed=seed)
         results.append(result)
+        # Titled by the world's own name (not the `module:Class` it was loaded from).
+        table.title = f"{result.world}: {customers:,} customers, {days} days, seed {seed}"
         t = result.truth
         table.add_row(
             name,
