@@ -120,6 +120,14 @@ def apply(
             if ("segment", sid) in touched or _refers_to_touched(workspace, sid, touched):
                 applied.computed.append(compute_segment(conn, db, workspace, sid, now, progress))
                 touched.add(("segment", sid))  # what refers to it is recomputed after it
+        journeys_repo.forget_entries(
+            conn,
+            [
+                jid
+                for jid, journey in workspace.journeys.items()
+                if ("journey", jid) in touched and journey.entry_cap is None
+            ],
+        )
         for jid, journey in workspace.journeys.items():
             if ("journey", jid) not in touched:
                 continue

@@ -133,7 +133,9 @@ class JourneyRuntime:
         members = repo.memberships(conn, pids)
         enrollments = repo.enrollments_of(conn, pids)
         owned = identifiers if identifiers is not None else identity_repo.identifiers_of(conn, pids)
-        capped = [j.id for j in ws.journeys.values() if j.entry_cap is not None]
+        # Entry caps: each person's reaction sees the entries of those before them in the
+        # batch (and the counters stay locked until commit, against other workers).
+        capped = {j.id for j in ws.journeys.values() if j.entry_cap is not None}
         totals = repo.entered_totals(conn, capped)
         writes: list[PersonWrite] = []
         webhooks: list[tuple[str, str, Enrollment, CallWebhook]] = []
@@ -150,13 +152,16 @@ class JourneyRuntime:
                 events=facts.get(pid, {}),
                 addresses=known[pid][1],
                 versions=self._versions_for(conn, ws, mine),
-                entered_totals=totals,
+                entered_totals=dict(totals),
             )
             inputs = list(people[pid])
             if pid in fresh:
                 inputs += [TimerInput("segment", sid, now) for sid in ws.segments]
             reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
-            writes.append(self._person_write(pid, reaction, mine))
+            entries = {j: n for j, n in reaction.entries.items() if j in capped}
+            for jid, n in entries.items():
+                totals[jid] = totals.get(jid, 0) + n
+            writes.append(self._person_write(pid, reaction, mine, entries))
             for call in reaction.webhooks:
                 enrollment = reaction.enrollments[call.enrollment_id]
                 webhooks.append((pid, new_id(now), enrollment, call))
@@ -179,7 +184,11 @@ class JourneyRuntime:
         return stats
 
     def _person_write(
-        self, pid: str, reaction: Reaction, before: Sequence[Enrollment]
+        self,
+        pid: str,
+        reaction: Reaction,
+        before: Sequence[Enrollment],
+        entries: Mapping[str, int],
     ) -> PersonWrite:
         timers: dict[tuple[str, str], datetime | None] = {}
         waited = {e.id for e in before if e.wake_at is not None}
@@ -204,7 +213,7 @@ class JourneyRuntime:
             proposals=proposals,
             withdrawals=reaction.withdrawals,
             timers=timers,
-            entries=reaction.entries,
+            entries=entries,
         )
 
     # --- the controller

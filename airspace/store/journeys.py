@@ -184,16 +184,41 @@ def _payload(value: Any) -> dict[str, Any]:
     return cast(dict[str, Any], value) if isinstance(value, dict) else {}
 
 
-def entered_totals(conn: Connection, journey_ids: Iterable[str]) -> dict[str, int]:
-    wanted = list(journey_ids)
+def entered_totals(conn: Connection, capped: Iterable[str]) -> dict[str, int]:
+    """How many people the journeys with an entry cap have taken, their counter rows held
+    until commit (on PostgreSQL) so that two workers cannot both take the last place. Only
+    capped journeys are counted; a counter starts from the journey's stored enrollments
+    (a journey that gains a cap counts the people it took before)."""
+    wanted = sorted(capped)
     if not wanted:
         return {}
+    for jid in wanted:
+        conn.execute(_START_COUNTER, {"journey": jid})
     return {r.journey_id: r.entered for r in conn.execute(_ENTERED_TOTALS, {"ids": wanted})}
 
 
-_ENTERED_TOTALS = select(JourneyStatRow.journey_id, JourneyStatRow.entered).where(
-    JourneyStatRow.journey_id.in_(_IDS)
+_ENTERED_TOTALS = (
+    select(JourneyStatRow.journey_id, JourneyStatRow.entered)
+    .where(JourneyStatRow.journey_id.in_(_IDS))
+    .order_by(JourneyStatRow.journey_id)
+    .with_for_update()
 )
+_START_COUNTER = text(
+    "INSERT INTO journey_stats (journey_id, entered)"
+    " SELECT CAST(:journey AS VARCHAR(100)), count(*) FROM enrollments"
+    " WHERE journey_id = CAST(:journey AS VARCHAR(100))"
+    " ON CONFLICT (journey_id) DO NOTHING"
+)
+
+
+def forget_entries(conn: Connection, uncapped: Iterable[str]) -> None:
+    """Drop the counters of journeys that no longer have an entry cap: if one gains a cap
+    again, its counter starts over from its enrollments."""
+    wanted = list(uncapped)
+    if wanted:
+        conn.execute(
+            delete(JourneyStatRow).where(JourneyStatRow.journey_id.in_(_IDS)), {"ids": wanted}
+        )
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -230,7 +255,7 @@ class PersonWrite:
     proposals: list[tuple[str, Propose, str]]  # candidate id, proposal, status
     withdrawals: list[Withdraw]
     timers: dict[tuple[str, str], datetime | None]  # (kind, ref) → due (None: remove)
-    entries: Mapping[str, int]
+    entries: Mapping[str, int]  # journey with an entry cap → people it took
 
 
 _LEAVE_SEGMENT = delete(core(SegmentMemberRow)).where(
@@ -299,14 +324,14 @@ _ADD_ENTRIES = (
 
 
 def _count_entries(conn: Connection, people: Sequence[PersonWrite]) -> None:
+    """Add the entries into capped journeys to their counters (`entered_totals` created
+    and locked them)."""
     totals: dict[str, int] = {}
     for p in people:
         for jid, n in p.entries.items():
             totals[jid] = totals.get(jid, 0) + n
     for jid, n in sorted(totals.items()):
-        done = conn.execute(_ADD_ENTRIES, {"journey": jid, "n": n}).rowcount
-        if not done:
-            upsert(conn, JourneyStatRow, [{"journey_id": jid, "entered": n}], ["journey_id"])
+        conn.execute(_ADD_ENTRIES, {"journey": jid, "n": n})
 
 
 def set_timers(

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -29,24 +27,18 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from airspace.bootstrap import Services, build_services
+from airspace.bootstrap import Services
 from airspace.domain.clock import SimulatedClock
 from airspace.domain.definitions import documents_from_files
 from airspace.domain.problems import Problems
 from airspace.engine.definitions import apply
-from airspace.settings import Settings
-from airspace.store import journeys as journeys_repo
-from airspace.store.inbox import inbox_depth
 from airspace.store.tables import CandidateRow, DecisionRow, MessageRow, QuarantineRow
 
-from .conftest import Send
+from .conftest import Send, run_workers
 
 PEOPLE = 3
 DEVICES = 6  # anonymous ids per person: their events spread over inbox partitions
 VISITS = 4  # offer views per device
-WORKERS = 3
-BATCH_SIZE = 3  # events (or timers) per transaction: many decisions per person
-DEADLINE_SECONDS = 120.0
 MARKETING_CAP = 2  # per 7 days
 SMS_CAP = 1  # per day
 # (scope, max, per, does a message on this channel count?), as in SETTINGS below;
@@ -76,8 +68,8 @@ JOURNEYS = {"offer-a": 3, "offer-b": 2, "offer-c": 1, "offer-d": 0}
 
 def _definitions(path: str, policy: str) -> list[Any]:
     """`events`: each person is in every journey from sign-up on, and each offer view
-    moves every enrollment to its message and back to listening (no new entries, so
-    the workers share no journey's counter row). `timers`: each offer view enters
+    moves every enrollment to its message and back to listening (no new entries).
+    `timers`: each offer view enters
     every journey, which waits an hour before its message."""
     files = {"settings.yaml": SETTINGS.replace("POLICY", policy)}
     for name, priority in JOURNEYS.items():
@@ -133,57 +125,6 @@ def _offer_views(send: Send) -> None:
     )
 
 
-def _idle(services: Services) -> bool:
-    """Every event applied and no timer due: the workers have nothing left to do now."""
-    if inbox_depth(services.db) > 0:
-        return False
-    with services.db.read() as conn:
-        due = journeys_repo.next_due(conn)
-    return due is None or due > services.clock.now()
-
-
-def _run_workers(services: Services, clock: SimulatedClock, batch_at: int | None) -> None:
-    """Run WORKERS workers at once, as `airspace worker` runs them (`run_forever`, each
-    with its own engine and connections), until nothing is left to do. `batch_at`: from
-    how many people a decision takes the controller's batch form (None: as configured)."""
-    fleet = [
-        build_services(
-            Settings(  # type: ignore[call-arg]
-                database_url=services.settings.database_url,
-                secret=services.settings.secret,
-                worker_batch_size=BATCH_SIZE,
-            ),
-            clock=clock,
-        )
-        for _ in range(WORKERS)
-    ]
-    workers = [s.worker(paced=False) for s in fleet]
-    for worker in workers:
-        worker.journeys.batch_at = batch_at or worker.journeys.batch_at
-    stop = threading.Event()
-    threads = [
-        threading.Thread(target=w.run_forever, args=(stop,), name=f"w{i}")
-        for i, w in enumerate(workers)
-    ]
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    try:
-        for thread in threads:
-            thread.start()
-        while not _idle(services):
-            if time.monotonic() > deadline:
-                pytest.fail(f"workers still busy after {DEADLINE_SECONDS:.0f} s")
-            if not all(t.is_alive() for t in threads):
-                pytest.fail("a worker thread died")
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-        for s in fleet:
-            s.db.dispose()
-    assert not any(t.is_alive() for t in threads), "a worker did not stop"
-
-
 def _over_caps(messages: Sequence[Any]) -> list[str]:
     """Every rolling window (ending at each message) that holds more than its cap allows."""
     sent: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
@@ -224,7 +165,7 @@ def test_several_workers_never_let_a_person_exceed_a_cap(
         services.worker().drain()  # enrolls everyone; each enrollment waits an hour
         clock.advance(timedelta(hours=1))
     with caplog.at_level(logging.WARNING, logger="airspace.worker"):
-        _run_workers(services, clock, batch_at=1 if policy == "airspace" else None)
+        run_workers(services, clock, batch_at=1 if policy == "airspace" else None)
 
     with services.db.read() as conn:
         messages = conn.execute(select(MessageRow)).all()
