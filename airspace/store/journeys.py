@@ -192,9 +192,14 @@ def entered_totals(conn: Connection, capped: Iterable[str]) -> dict[str, int]:
     wanted = sorted(capped)
     if not wanted:
         return {}
-    for jid in wanted:
-        conn.execute(_START_COUNTER, {"journey": jid})
-    return {r.journey_id: r.entered for r in conn.execute(_ENTERED_TOTALS, {"ids": wanted})}
+    found = {r.journey_id: r.entered for r in conn.execute(_ENTERED_TOTALS, {"ids": wanted})}
+    missing = [jid for jid in wanted if jid not in found]
+    if missing:
+        for jid in missing:
+            conn.execute(_START_COUNTER, {"journey": jid})
+        rows = conn.execute(_ENTERED_TOTALS, {"ids": missing})
+        found |= {r.journey_id: r.entered for r in rows}
+    return found
 
 
 _ENTERED_TOTALS = (
