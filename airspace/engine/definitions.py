@@ -109,6 +109,7 @@ def apply(
     with db.write() as conn:
         everything = documents if complete else merged_documents(conn, documents)
         check(everything)
+        before = repo.current_workspace(conn)
         changes = repo.save(conn, documents, now, prune=prune and complete)
         workspace = repo.current_workspace(conn)
         _, problems = load_documents(repo.documents(repo.live(conn)))
@@ -120,14 +121,6 @@ def apply(
             if ("segment", sid) in touched or _refers_to_touched(workspace, sid, touched):
                 applied.computed.append(compute_segment(conn, db, workspace, sid, now, progress))
                 touched.add(("segment", sid))  # what refers to it is recomputed after it
-        journeys_repo.forget_entries(
-            conn,
-            [
-                jid
-                for jid, journey in workspace.journeys.items()
-                if ("journey", jid) in touched and journey.entry_cap is None
-            ],
-        )
         for jid, journey in workspace.journeys.items():
             if ("journey", jid) not in touched:
                 continue
@@ -136,6 +129,17 @@ def apply(
                 _schedule_anniversaries(conn, workspace, journey, now)
         sync_schedules(
             conn, workspace, now, replan=[jid for kind, jid in touched if kind == "journey"]
+        )
+        # Only capped journeys keep a counter; one that gains a cap counts who it took
+        # before. Last, as workers add to counters last (`add_entries`).
+        journeys_repo.restart_counters(
+            conn,
+            [
+                jid
+                for jid, journey in workspace.journeys.items()
+                if journey.entry_cap is not None
+                and (jid not in before.journeys or before.journeys[jid].entry_cap is None)
+            ],
         )
     return applied
 

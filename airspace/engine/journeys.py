@@ -58,6 +58,12 @@ class ReactStats:
     sent: int = 0
     timers: int = 0
     retraited: set[str] = field(default_factory=set)  # people whose traits were written
+    entries: dict[str, int] = field(default_factory=dict)  # people taken by capped journeys
+
+
+class EntryCapRace(Exception):
+    """Another worker took the last places of a capped journey while this batch ran: roll
+    the batch back and run it again (it will see the journey full)."""
 
 
 @dataclass
@@ -134,7 +140,7 @@ class JourneyRuntime:
         enrollments = repo.enrollments_of(conn, pids)
         owned = identifiers if identifiers is not None else identity_repo.identifiers_of(conn, pids)
         # Entry caps: each person's reaction sees the entries of those before them in the
-        # batch (and the counters stay locked until commit, against other workers).
+        # batch; `count_entries` checks against other workers at the end.
         capped = {j.id for j in ws.journeys.values() if j.entry_cap is not None}
         totals = repo.entered_totals(conn, capped)
         writes: list[PersonWrite] = []
@@ -158,10 +164,11 @@ class JourneyRuntime:
             if pid in fresh:
                 inputs += [TimerInput("segment", sid, now) for sid in ws.segments]
             reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
-            entries = {j: n for j, n in reaction.entries.items() if j in capped}
-            for jid, n in entries.items():
-                totals[jid] = totals.get(jid, 0) + n
-            writes.append(self._person_write(pid, reaction, mine, entries))
+            for jid, n in reaction.entries.items():
+                if jid in capped:
+                    totals[jid] = totals.get(jid, 0) + n
+                    stats.entries[jid] = stats.entries.get(jid, 0) + n
+            writes.append(self._person_write(pid, reaction, mine))
             for call in reaction.webhooks:
                 enrollment = reaction.enrollments[call.enrollment_id]
                 webhooks.append((pid, new_id(now), enrollment, call))
@@ -183,12 +190,22 @@ class JourneyRuntime:
         stats.sent += self._decide_or_schedule(conn, ws, writes, now, known)
         return stats
 
+    def count_entries(self, conn: Connection, entries: Mapping[str, int]) -> None:
+        """Count the people this transaction's reactions took into capped journeys: its
+        last step, for the counters stay locked until commit. Beyond a cap, another
+        worker took places since this one read the counters: `EntryCapRace`."""
+        if not entries:
+            return
+        ws = self.workspace(conn)
+        for jid, total in repo.add_entries(conn, entries).items():
+            cap = ws.journeys[jid].entry_cap if jid in ws.journeys else None
+            if cap is not None and total > cap:
+                raise EntryCapRace(
+                    f"journey {jid!r} would take {total} people, over its cap of {cap}"
+                )
+
     def _person_write(
-        self,
-        pid: str,
-        reaction: Reaction,
-        before: Sequence[Enrollment],
-        entries: Mapping[str, int],
+        self, pid: str, reaction: Reaction, before: Sequence[Enrollment]
     ) -> PersonWrite:
         timers: dict[tuple[str, str], datetime | None] = {}
         waited = {e.id for e in before if e.wake_at is not None}
@@ -213,7 +230,6 @@ class JourneyRuntime:
             proposals=proposals,
             withdrawals=reaction.withdrawals,
             timers=timers,
-            entries=entries,
         )
 
     # --- the controller
@@ -380,6 +396,7 @@ class JourneyRuntime:
             unchanged = {pid: profiles[pid] for pid in deciding if pid not in stats.retraited}
             stats.sent += self.decide(conn, sorted(set(deciding)), now, ws=ws, profiles=unchanged)
         stats.timers = len(schedules) + len(mine)
+        self.count_entries(conn, stats.entries)
         return stats
 
     def _fan_out(self, conn: Connection, ws: Workspace, timer: DueTimer, now: datetime) -> None:

@@ -19,7 +19,7 @@ from airspace.channels.webhook import WebhookChannel
 from airspace.domain.clock import Clock
 from airspace.domain.identity import IdentityRules
 from airspace.engine.apply import ApplyContext, BatchResult, apply_batch
-from airspace.engine.journeys import JourneyRuntime, ReactStats, sync_schedules
+from airspace.engine.journeys import EntryCapRace, JourneyRuntime, ReactStats, sync_schedules
 from airspace.engine.segments import record_sizes
 from airspace.store import decisions as log_repo
 from airspace.store import identity as repo
@@ -159,6 +159,7 @@ class Worker:
                 identifiers=result.identifiers,
             )
             repo.finish_batch(conn, partition, [item.id for item in items], now)
+            self.journeys.count_entries(conn, stats.entries)  # last: see count_entries
         elapsed = time.perf_counter() - started
         self.pace.observe(len(items), elapsed)
         metrics.BATCH_SECONDS.observe(elapsed)
@@ -259,6 +260,8 @@ class Worker:
                 self.maintain()
                 result = self.run_once()
                 failures = 0
+            except EntryCapRace:
+                continue  # run again at once: it will see the places the other worker took
             except Exception as error:
                 failures += 1
                 log.warning("batch rolled back (%d in a row): %s", failures, error)
@@ -271,6 +274,8 @@ class Worker:
                 timers = self.run_timers()
                 self.deliver()
                 timer_failures = 0
+            except EntryCapRace:
+                continue
             except Exception as error:
                 timer_failures += 1
                 log.warning("timers rolled back (%d in a row): %s", timer_failures, error)

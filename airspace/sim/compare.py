@@ -45,8 +45,6 @@ def compare(
         with console.status(f"{name}: simulating {days} days"):
             result = simulate(world, name, days=days, customers=customers, seed=seed)
         results.append(result)
-        # Titled by the world's own name (not the `module:Class` it was loaded from).
-        table.title = f"{result.world}: {customers:,} customers, {days} days, seed {seed}"
         t = result.truth
         table.add_row(
             name,
@@ -59,6 +57,8 @@ def compare(
             str(result.cap_violations),
             f"{result.seconds:.0f}",
         )
+    if results:  # titled by the world's own name, not the `module:Class` it came from
+        table.title = f"{results[0].world}: {customers:,} customers, {days} days, seed {seed}"
     console.print(table)
     if breakdown:
         console.print(by_journey(results))

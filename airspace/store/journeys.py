@@ -185,45 +185,46 @@ def _payload(value: Any) -> dict[str, Any]:
 
 
 def entered_totals(conn: Connection, capped: Iterable[str]) -> dict[str, int]:
-    """How many people the journeys with an entry cap have taken, their counter rows held
-    until commit (on PostgreSQL) so that two workers cannot both take the last place. Only
-    capped journeys are counted; a counter starts from the journey's stored enrollments
-    (a journey that gains a cap counts the people it took before)."""
-    wanted = sorted(capped)
+    """How many people the journeys with an entry cap have taken (a journey with no
+    counter has taken nobody yet). Read without a lock: `add_entries` checks at the end."""
+    wanted = list(capped)
     if not wanted:
         return {}
-    found = {r.journey_id: r.entered for r in conn.execute(_ENTERED_TOTALS, {"ids": wanted})}
-    missing = [jid for jid in wanted if jid not in found]
-    if missing:
-        for jid in missing:
-            conn.execute(_START_COUNTER, {"journey": jid})
-        rows = conn.execute(_ENTERED_TOTALS, {"ids": missing})
-        found |= {r.journey_id: r.entered for r in rows}
-    return found
+    return {r.journey_id: r.entered for r in conn.execute(_ENTERED_TOTALS, {"ids": wanted})}
 
 
-_ENTERED_TOTALS = (
-    select(JourneyStatRow.journey_id, JourneyStatRow.entered)
-    .where(JourneyStatRow.journey_id.in_(_IDS))
-    .order_by(JourneyStatRow.journey_id)
-    .with_for_update()
+_ENTERED_TOTALS = select(JourneyStatRow.journey_id, JourneyStatRow.entered).where(
+    JourneyStatRow.journey_id.in_(_IDS)
 )
-_START_COUNTER = text(
+_ADD_ENTRIES = text(
+    "INSERT INTO journey_stats (journey_id, entered) VALUES (:journey, :n)"
+    " ON CONFLICT (journey_id) DO UPDATE SET entered = journey_stats.entered + excluded.entered"
+    " RETURNING entered"
+)
+_RESTART_COUNTER = text(
     "INSERT INTO journey_stats (journey_id, entered)"
     " SELECT CAST(:journey AS VARCHAR(100)), count(*) FROM enrollments"
     " WHERE journey_id = CAST(:journey AS VARCHAR(100))"
-    " ON CONFLICT (journey_id) DO NOTHING"
+    " ON CONFLICT (journey_id) DO UPDATE SET entered = excluded.entered"
 )
 
 
-def forget_entries(conn: Connection, uncapped: Iterable[str]) -> None:
-    """Drop the counters of journeys that no longer have an entry cap: if one gains a cap
-    again, its counter starts over from its enrollments."""
-    wanted = list(uncapped)
-    if wanted:
-        conn.execute(
-            delete(JourneyStatRow).where(JourneyStatRow.journey_id.in_(_IDS)), {"ids": wanted}
-        )
+def add_entries(conn: Connection, entries: Mapping[str, int]) -> dict[str, int]:
+    """Add the people capped journeys took to their counters, in sorted order; their new
+    totals. Each counter stays locked until commit: a transaction adds its entries last,
+    so that nothing it waits for afterwards can wait for it."""
+    return {
+        jid: conn.execute(_ADD_ENTRIES, {"journey": jid, "n": n}).scalar_one()
+        for jid, n in sorted(entries.items())
+        if n
+    }
+
+
+def restart_counters(conn: Connection, journey_ids: Iterable[str]) -> None:
+    """Journeys that have just gained an entry cap count the enrollments they already
+    have (their counters were not kept without a cap)."""
+    for jid in sorted(journey_ids):
+        conn.execute(_RESTART_COUNTER, {"journey": jid})
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -260,7 +261,6 @@ class PersonWrite:
     proposals: list[tuple[str, Propose, str]]  # candidate id, proposal, status
     withdrawals: list[Withdraw]
     timers: dict[tuple[str, str], datetime | None]  # (kind, ref) → due (None: remove)
-    entries: Mapping[str, int]  # journey with an entry cap → people it took
 
 
 _LEAVE_SEGMENT = delete(core(SegmentMemberRow)).where(
@@ -318,25 +318,6 @@ def write_people(conn: Connection, people: Sequence[PersonWrite], now: datetime)
         conn,
         [(p.profile_id, kind, ref, due) for p in people for (kind, ref), due in p.timers.items()],
     )
-    _count_entries(conn, people)
-
-
-_ADD_ENTRIES = (
-    update(core(JourneyStatRow))
-    .where(JourneyStatRow.journey_id == bindparam("journey"))
-    .values(entered=JourneyStatRow.entered + bindparam("n"))
-)
-
-
-def _count_entries(conn: Connection, people: Sequence[PersonWrite]) -> None:
-    """Add the entries into capped journeys to their counters (`entered_totals` created
-    and locked them)."""
-    totals: dict[str, int] = {}
-    for p in people:
-        for jid, n in p.entries.items():
-            totals[jid] = totals.get(jid, 0) + n
-    for jid, n in sorted(totals.items()):
-        conn.execute(_ADD_ENTRIES, {"journey": jid, "n": n})
 
 
 def set_timers(

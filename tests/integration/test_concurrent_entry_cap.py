@@ -4,6 +4,7 @@ a cap counts the people it took before."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -21,8 +22,9 @@ CAP = 7
 PEOPLE = 40
 
 
-def _journey(cap: int | None) -> list[Any]:
-    """`first-few` (with `cap`, if any) and `everyone`, both entered on sign-up."""
+def _journey(cap: int | None, extra: dict[str, str] | None = None) -> list[Any]:
+    """`first-few` (with `cap`, if any) and `everyone`, both entered on sign-up, and any
+    `extra` definition files."""
     entry_cap = f"entry_cap: {cap}\n" if cap is not None else ""
     files = {
         "journeys/first-few.yaml": (
@@ -35,7 +37,7 @@ def _journey(cap: int | None) -> list[Any]:
         ),
     }
     problems = Problems()
-    docs = documents_from_files(files, problems)
+    docs = documents_from_files(files | (extra or {}), problems)
     assert not problems.items, problems.items
     return docs
 
@@ -61,10 +63,42 @@ def test_several_workers_never_let_a_journey_take_more_than_its_entry_cap(
     assert _entered(services) == {"first-few": CAP, "everyone": PEOPLE}
 
 
-def test_one_batch_counts_the_people_before_each_one(services: Services, send: Send) -> None:
+def test_workers_carrying_out_timers_and_events_at_once_keep_every_cap(
+    services: Services, send: Send, clock: SimulatedClock
+) -> None:
+    """A scheduled journey enters everyone through timers while an event enters them into
+    another capped journey: batches of both kinds add to both counters at once."""
+    launch = clock.now() + timedelta(hours=1)
+    extra = {
+        "journeys/launch.yaml": (
+            f'journey: launch\nentry: {{schedule: {{at: "{launch.isoformat()}"}}}}\n'
+            f"entry_cap: {CAP}\nholdout: 0\nsteps:\n  - {{id: pause, wait: 1d}}\n"
+        ),
+        "journeys/come-back.yaml": (
+            f"journey: come-back\nentry: {{event: Came Back}}\nentry_cap: {CAP}\n"
+            "holdout: 0\nsteps:\n  - {id: pause, wait: 1d}\n"
+        ),
+    }
+    apply(services.db, _journey(CAP, extra), clock.now())
+    _sign_up(send, range(PEOPLE))
+    services.worker().drain()
+    clock.advance(timedelta(hours=1))
+    services.worker().run_timers()  # the schedule fires: an entry timer per person
+    send(*({"type": "track", "userId": f"user-{p}", "event": "Came Back"} for p in range(PEOPLE)))
+    run_workers(services, clock, batch_at=None)
+    assert _entered(services) == {
+        "first-few": CAP,
+        "everyone": PEOPLE,
+        "launch": CAP,
+        "come-back": CAP,
+    }
+
+
+def test_one_worker_counts_the_people_before_each_one(services: Services, send: Send) -> None:
+    """On SQLite one batch holds everyone; on PostgreSQL they come in a few batches."""
     apply(services.db, _journey(CAP), services.clock.now())
     _sign_up(send, range(PEOPLE))
-    services.worker().drain()  # one batch holds everyone
+    services.worker().drain()
     assert _entered(services) == {"first-few": CAP, "everyone": PEOPLE}
 
 
