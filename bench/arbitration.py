@@ -141,7 +141,7 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
         header = (
             f"{'policy':<14} {'incr.conv':>10} {'(worst)':>9} {'net value':>11} {'(worst)':>10}"
             f" {'sent':>8} {'unsubs':>7} {'cap viol.':>9} {'share':>7} {'(worst)':>8}"
-            f" {'min/run':>8}"
+            f" {'min/run':>8} {'seeds':>5}"
         )
         print(header)
         shares: dict[str, list[float]] = {}
@@ -171,6 +171,7 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
                     else f" {'':>7} {'':>8}"
                 )
                 + f" {statistics.mean(r['seconds'] for r in runs) / 60:>8.1f}"
+                + f" {len(runs):>5}"  # a policy not yet run on every seed shows fewer
             )
             caps_ok &= sum(r["cap_violations"] for r in runs) == 0
         if complete:

@@ -248,7 +248,8 @@ def test_the_arbitration_benchmark_keeps_each_run_with_its_code(
 
 def test_the_arbitration_report_compares_policies_on_the_same_seeds(tmp_path: Path) -> None:
     """A seed that still lacks one of airspace, oracle and first-come stays out of the
-    means while another seed has all three: policies are compared on the same seeds."""
+    means while another seed has all three: policies are compared on the same seeds, and
+    a policy run on fewer of them says so."""
 
     def run(policy: str, seed: int, net: float, **cells: list[float]) -> dict[str, Any]:
         truth = {"incremental_conversions": net / 10, "unsubscribes": 1, "by_journey": cells}
@@ -260,11 +261,21 @@ def test_the_arbitration_report_compares_policies_on_the_same_seeds(tmp_path: Pa
 
     kept = tmp_path / "runs.jsonl"
     rows = [
-        run("first_come", 1, 100.0),
-        run("oracle", 1, 200.0, **{"cross-sell/loyal": [10, 50.0]}),
-        run("airspace", 1, 190.0, **{"cross-sell/loyal": [8, 42.0], "newsletter/loyal": [5, -2.0]}),
+        row
+        for seed in (1, 3)
+        for row in (
+            run("first_come", seed, 100.0),
+            run("oracle", seed, 200.0, **{"cross-sell/loyal": [10, 50.0]}),
+            run(
+                "airspace",
+                seed,
+                190.0,
+                **{"cross-sell/loyal": [8, 42.0], "newsletter/loyal": [5, -2.0]},
+            ),
+        )
     ]
     rows.append(run("first_come", 2, 40.0))  # seed 2 has only just begun
+    rows.append(run("priority", 1, 150.0))  # priority has run on one of the seeds so far
     kept.write_text("".join(json.dumps(r) + "\n" for r in rows))
     script = Path(__file__).parents[2] / "bench" / "arbitration.py"
     found = subprocess.run(
@@ -274,13 +285,18 @@ def test_the_arbitration_report_compares_policies_on_the_same_seeds(tmp_path: Pa
         check=True,
         timeout=60,
     ).stdout
-    assert "seeds [1]," in found
+    assert "seeds [1, 3]," in found
     assert "(1 run(s) of seeds without airspace, oracle and first-come left out)" in found
     first_come = next(line for line in found.splitlines() if line.startswith("first_come"))
     assert " 100 " in first_come  # seed 1's net value, not the mean of both seeds (70)
     assert " 70 " not in first_come
     airspace = next(line for line in found.splitlines() if line.startswith("airspace"))
     assert "90%" in airspace
+    # The last column says over how many seeds each policy's means are.
+    assert airspace.split()[-1] == "2"
+    priority = next(line for line in found.splitlines() if line.startswith("priority"))
+    assert priority.split()[-1] == "1"
+    assert "50%" in priority
     # Where the learner's value falls short of the oracle's, cell by cell.
     assert "10 less net value; cells where the learner did harm: -2." in found
     shortfall = next(line for line in found.splitlines() if "cross-sell/loyal" in line)
