@@ -131,16 +131,16 @@ def apply(
             conn, workspace, now, replan=[jid for kind, jid in touched if kind == "journey"]
         )
         # Only capped journeys keep a counter; one that gains a cap counts who it took
-        # before. Last, as workers add to counters last (`add_entries`).
-        journeys_repo.restart_counters(
-            conn,
-            [
-                jid
-                for jid, journey in workspace.journeys.items()
-                if journey.entry_cap is not None
-                and (jid not in before.journeys or before.journeys[jid].entry_cap is None)
-            ],
-        )
+        # before. Last, as workers add to counters last (`hold_counters`).
+        gained = [
+            jid
+            for jid, journey in workspace.journeys.items()
+            if journey.entry_cap is not None
+            and (jid not in before.journeys or before.journeys[jid].entry_cap is None)
+        ]
+        if gained:
+            journeys_repo.hold_counters(conn, restart=True)
+            journeys_repo.restart_counters(conn, gained)
     return applied
 
 

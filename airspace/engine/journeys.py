@@ -58,7 +58,7 @@ class ReactStats:
     sent: int = 0
     timers: int = 0
     retraited: set[str] = field(default_factory=set)  # people whose traits were written
-    entries: dict[str, int] = field(default_factory=dict)  # people taken by capped journeys
+    entries: dict[str, int] = field(default_factory=dict)  # journey → people it took
 
 
 class EntryCapRace(Exception):
@@ -165,9 +165,9 @@ class JourneyRuntime:
                 inputs += [TimerInput("segment", sid, now) for sid in ws.segments]
             reaction = reactor.react(ws, state, inputs, now, lambda: new_id(now))
             for jid, n in reaction.entries.items():
+                stats.entries[jid] = stats.entries.get(jid, 0) + n
                 if jid in capped:
                     totals[jid] = totals.get(jid, 0) + n
-                    stats.entries[jid] = stats.entries.get(jid, 0) + n
             writes.append(self._person_write(pid, reaction, mine))
             for call in reaction.webhooks:
                 enrollment = reaction.enrollments[call.enrollment_id]
@@ -190,15 +190,23 @@ class JourneyRuntime:
         stats.sent += self._decide_or_schedule(conn, ws, writes, now, known)
         return stats
 
-    def count_entries(self, conn: Connection, entries: Mapping[str, int]) -> None:
+    def count_entries(self, conn: Connection, stats: ReactStats) -> None:
         """Count the people this transaction's reactions took into capped journeys: its
-        last step, for the counters stay locked until commit. Beyond a cap, another
-        worker took places since this one read the counters: `EntryCapRace`."""
-        if not entries:
+        last step, for the counters stay locked until commit. Caps are read again under
+        `hold_counters`, so a journey given a cap while the batch ran counts it too.
+        `EntryCapRace` when a counter goes over its cap: another worker took places since
+        this one read it, or the batch entered people before it knew of the cap."""
+        if not stats.entries:
             return
-        ws = self.workspace(conn)
-        for jid, total in repo.add_entries(conn, entries).items():
-            cap = ws.journeys[jid].entry_cap if jid in ws.journeys else None
+        repo.hold_counters(conn, restart=False)
+        ws = self.workspace(conn)  # read again under the lock: a cap given meanwhile shows
+        capped = {
+            jid: n
+            for jid, n in stats.entries.items()
+            if jid in ws.journeys and ws.journeys[jid].entry_cap is not None
+        }
+        for jid, total in repo.add_entries(conn, capped).items():
+            cap = ws.journeys[jid].entry_cap
             if cap is not None and total > cap:
                 raise EntryCapRace(
                     f"journey {jid!r} would take {total} people, over its cap of {cap}"
@@ -396,7 +404,7 @@ class JourneyRuntime:
             unchanged = {pid: profiles[pid] for pid in deciding if pid not in stats.retraited}
             stats.sent += self.decide(conn, sorted(set(deciding)), now, ws=ws, profiles=unchanged)
         stats.timers = len(schedules) + len(mine)
-        self.count_entries(conn, stats.entries)
+        self.count_entries(conn, stats)
         return stats
 
     def _fan_out(self, conn: Connection, ws: Workspace, timer: DueTimer, now: datetime) -> None:

@@ -129,10 +129,15 @@ class Worker:
             due = journeys_repo.next_due(conn)
         if due is None or due > now:
             return ReactStats()
-        with self.db.write() as conn:
-            stats = self.journeys.run_timers(
-                conn, self.clock.now(), limit or self.timer_pace.limit()
-            )
+        while True:
+            try:
+                with self.db.write() as conn:
+                    stats = self.journeys.run_timers(
+                        conn, self.clock.now(), limit or self.timer_pace.limit()
+                    )
+                break
+            except EntryCapRace as race:  # as for `run_once`
+                log.info("timers run again: %s", race)
         self.timer_pace.observe(stats.timers, time.perf_counter() - started)
         metrics.TIMERS_FIRED.inc(stats.timers)
         metrics.ENROLLMENTS.inc(stats.enrollments)
@@ -140,7 +145,16 @@ class Worker:
         return stats
 
     def run_once(self, limit: int | None = None) -> BatchResult:
-        """Claim and apply one batch; return what it did (all zero when idle)."""
+        """Claim and apply one batch; return what it did (all zero when idle). A batch that
+        lost a race for a capped journey's places runs again at once (it then sees them
+        taken): that is no failure."""
+        while True:
+            try:
+                return self._run_once(limit)
+            except EntryCapRace as race:
+                log.info("batch run again: %s", race)
+
+    def _run_once(self, limit: int | None) -> BatchResult:
         started = time.perf_counter()
         now = self.clock.now()
         with self.db.write() as conn:
@@ -159,7 +173,7 @@ class Worker:
                 identifiers=result.identifiers,
             )
             repo.finish_batch(conn, partition, [item.id for item in items], now)
-            self.journeys.count_entries(conn, stats.entries)  # last: see count_entries
+            self.journeys.count_entries(conn, stats)  # last: see count_entries
         elapsed = time.perf_counter() - started
         self.pace.observe(len(items), elapsed)
         metrics.BATCH_SECONDS.observe(elapsed)
@@ -260,8 +274,6 @@ class Worker:
                 self.maintain()
                 result = self.run_once()
                 failures = 0
-            except EntryCapRace:
-                continue  # run again at once: it will see the places the other worker took
             except Exception as error:
                 failures += 1
                 log.warning("batch rolled back (%d in a row): %s", failures, error)
@@ -274,8 +286,6 @@ class Worker:
                 timers = self.run_timers()
                 self.deliver()
                 timer_failures = 0
-            except EntryCapRace:
-                continue
             except Exception as error:
                 timer_failures += 1
                 log.warning("timers rolled back (%d in a row): %s", timer_failures, error)

@@ -29,6 +29,7 @@ from airspace.domain.journeys import CallWebhook, Enrollment, Propose, Withdraw
 from airspace.domain.segments import EventCondition
 from airspace.store.bulk import driver_time, upsert_many
 from airspace.store.database import Database
+from airspace.store.identity import lock_key
 from airspace.store.tables import (
     CandidateRow,
     DecisionRow,
@@ -207,6 +208,20 @@ _RESTART_COUNTER = text(
     " WHERE journey_id = CAST(:journey AS VARCHAR(100))"
     " ON CONFLICT (journey_id) DO UPDATE SET entered = excluded.entered"
 )
+
+
+_COUNTERS = "journey entry counters"  # the advisory lock between workers and `apply`
+
+
+def hold_counters(conn: Connection, *, restart: bool) -> None:
+    """PostgreSQL: workers adding to the counters hold this lock together (`restart`
+    False); `apply` restarting the counters of journeys that gain a cap holds it alone.
+    So a restart counts the enrollments of every batch that added its entries before it,
+    and a batch that adds after it sees the new cap. Both take it as their last step."""
+    if conn.dialect.name != "postgresql":
+        return
+    take = "pg_advisory_xact_lock" if restart else "pg_advisory_xact_lock_shared"
+    conn.execute(text(f"SELECT {take}(:key)"), {"key": lock_key(_COUNTERS)})
 
 
 def add_entries(conn: Connection, entries: Mapping[str, int]) -> dict[str, int]:

@@ -4,9 +4,12 @@ a cap counts the people it took before."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from airspace.bootstrap import Services
@@ -14,7 +17,9 @@ from airspace.domain.clock import SimulatedClock
 from airspace.domain.definitions import documents_from_files
 from airspace.domain.problems import Problems
 from airspace.engine.definitions import apply
-from airspace.store.tables import EnrollmentRow
+from airspace.store import journeys as journeys_repo
+from airspace.store.inbox import partition_of
+from airspace.store.tables import EnrollmentRow, JourneyStatRow
 
 from .conftest import Send, run_workers
 
@@ -121,3 +126,83 @@ def test_a_journey_that_gains_a_cap_counts_the_people_it_took_before(
     _sign_up(send, range(13, 20))
     services.worker().drain()
     assert _entered(services) == {"first-few": CAP + 4, "everyone": 20}
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_batch_that_loses_the_race_for_the_last_place_runs_again(
+    services: Services,
+    send: Send,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Worker A has entered P into a journey with one place and is about to count it;
+    worker B enters Q (another inbox partition) and commits first. A's count then goes
+    over the cap: its batch is rolled back and run again, and P stays out."""
+    apply(services.db, _journey(1), services.clock.now())
+    other = next(
+        f"user-{i}" for i in range(1, 99) if partition_of(f"user-{i}") != partition_of("user-0")
+    )
+    a_counting, b_done = threading.Event(), threading.Event()
+    add_entries = journeys_repo.add_entries
+
+    def held(conn: Any, entries: Any) -> dict[str, int]:
+        if threading.current_thread().name == "A" and not a_counting.is_set():
+            a_counting.set()
+            assert b_done.wait(timeout=60), "worker B never finished"
+        return add_entries(conn, entries)
+
+    monkeypatch.setattr(journeys_repo, "add_entries", held)
+    send({"type": "track", "userId": "user-0", "event": "Signed Up"})
+    a = threading.Thread(target=services.worker(paced=False).run_once, name="A")
+    with caplog.at_level(logging.INFO, logger="airspace.worker"):
+        a.start()
+        assert a_counting.wait(timeout=60), "worker A never came to count"
+        send({"type": "track", "userId": other, "event": "Signed Up"})
+        assert services.worker(paced=False).run_once().applied == 1  # B, while A waits
+        b_done.set()
+        a.join(timeout=60)
+    assert not a.is_alive()
+    assert any("batch run again" in r.getMessage() for r in caplog.records)
+    with services.db.read() as conn:
+        taken = conn.execute(select(EnrollmentRow.profile_id, EnrollmentRow.journey_id)).all()
+        counter = conn.execute(select(JourneyStatRow.entered)).scalar_one()
+    journeys = sorted(j for _, j in taken)
+    assert journeys == ["everyone", "everyone", "first-few"]  # Q took the place, P did not
+    assert counter == 1
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_cap_given_while_a_batch_runs_counts_that_batch(
+    services: Services, send: Send, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A has entered P into a journey without a cap and is about to count; the
+    journey is given a cap of 1 and the definitions commit first. A's batch runs again
+    under the cap, so P counts, and the next person finds the journey full."""
+    apply(services.db, _journey(None), services.clock.now())
+    a_counting, applied = threading.Event(), threading.Event()
+    hold_counters = journeys_repo.hold_counters
+
+    def held(conn: Any, *, restart: bool) -> None:
+        if threading.current_thread().name == "A" and not a_counting.is_set():
+            a_counting.set()
+            assert applied.wait(timeout=60), "the definitions were never applied"
+        hold_counters(conn, restart=restart)
+
+    monkeypatch.setattr(journeys_repo, "hold_counters", held)
+    send({"type": "track", "userId": "user-0", "event": "Signed Up"})
+    a = threading.Thread(target=services.worker(paced=False).run_once, name="A")
+    a.start()
+    assert a_counting.wait(timeout=60), "worker A never came to count"
+    apply(services.db, _journey(1), services.clock.now())
+    applied.set()
+    a.join(timeout=60)
+    assert not a.is_alive()
+    _sign_up(send, range(1, 3))
+    services.worker().drain()
+    assert _entered(services) == {"first-few": 1, "everyone": 3}
+    with services.db.read() as conn:
+        assert conn.execute(select(JourneyStatRow.entered)).scalar_one() == 1
