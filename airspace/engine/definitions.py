@@ -130,18 +130,23 @@ def apply(
         sync_schedules(
             conn, workspace, now, replan=[jid for kind, jid in touched if kind == "journey"]
         )
-        # Only capped journeys keep a counter; one that gains a cap counts who it took
-        # before. Last, as workers add to counters last (`hold_counters`).
-        gained = [
-            jid
-            for jid, journey in workspace.journeys.items()
-            if journey.entry_cap is not None
-            and (jid not in before.journeys or before.journeys[jid].entry_cap is None)
-        ]
-        if gained:
-            journeys_repo.hold_counters(conn, restart=True)
-            journeys_repo.restart_counters(conn, gained)
+        _restart_counters(conn, before, workspace)
     return applied
+
+
+def _restart_counters(conn: Connection, before: Workspace, after: Workspace) -> None:
+    """Only capped journeys keep a counter of their entries, and only while they run: one
+    that gains a cap, or comes back with one, counts the enrollments it has. The last
+    step of the transaction, as the workers' counting is (`hold_counters`)."""
+    gained = [
+        jid
+        for jid, journey in after.journeys.items()
+        if journey.entry_cap is not None
+        and (jid not in before.journeys or before.journeys[jid].entry_cap is None)
+    ]
+    if gained:
+        journeys_repo.hold_counters(conn, restart=True)
+        journeys_repo.restart_counters(conn, gained)
 
 
 def _refers_to_touched(workspace: Workspace, sid: str, touched: set[tuple[str, str]]) -> bool:
@@ -192,6 +197,9 @@ def set_status(
 ) -> repo.StoredDefinition:
     """Pause, resume or archive a definition."""
     with db.write() as conn:
+        before = repo.current_workspace(conn)
         stored = repo.set_status(conn, kind, ref, status, now)
-        sync_schedules(conn, repo.current_workspace(conn), now)
+        after = repo.current_workspace(conn)
+        sync_schedules(conn, after, now)
+        _restart_counters(conn, before, after)  # an archived journey resumed
     return stored

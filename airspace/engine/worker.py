@@ -123,13 +123,13 @@ class Worker:
 
     def run_timers(self, limit: int | None = None) -> ReactStats:
         """Carry out due timers (wake-ups, re-checks, schedules, decisions) in one batch."""
-        started = time.perf_counter()
         now = self.clock.now()
         with self.db.read() as conn:  # the common case, nothing due, takes no write lock
             due = journeys_repo.next_due(conn)
         if due is None or due > now:
             return ReactStats()
         while True:
+            started = time.perf_counter()
             try:
                 with self.db.write() as conn:
                     stats = self.journeys.run_timers(

@@ -16,7 +16,7 @@ from airspace.bootstrap import Services
 from airspace.domain.clock import SimulatedClock
 from airspace.domain.definitions import documents_from_files
 from airspace.domain.problems import Problems
-from airspace.engine.definitions import apply
+from airspace.engine.definitions import apply, set_status
 from airspace.store import journeys as journeys_repo
 from airspace.store.inbox import partition_of
 from airspace.store.tables import EnrollmentRow, JourneyStatRow
@@ -206,3 +206,39 @@ def test_a_cap_given_while_a_batch_runs_counts_that_batch(
     assert _entered(services) == {"first-few": 1, "everyone": 3}
     with services.db.read() as conn:
         assert conn.execute(select(JourneyStatRow.entered)).scalar_one() == 1
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_a_journey_archived_while_a_batch_runs_counts_it_when_resumed(
+    services: Services, send: Send, clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A has entered P into a journey with one place; the journey is archived
+    before A counts (so A does not: it is not running), then resumed. It counts its
+    enrollments again on resuming, so the next person finds it full."""
+    apply(services.db, _journey(1), clock.now())
+    a_counting, archived = threading.Event(), threading.Event()
+    hold_counters = journeys_repo.hold_counters
+
+    def held(conn: Any, *, restart: bool) -> None:
+        if threading.current_thread().name == "A" and not a_counting.is_set():
+            a_counting.set()
+            assert archived.wait(timeout=60), "the journey was never archived"
+        hold_counters(conn, restart=restart)
+
+    monkeypatch.setattr(journeys_repo, "hold_counters", held)
+    send({"type": "track", "userId": "user-0", "event": "Signed Up"})
+    a = threading.Thread(target=services.worker(paced=False).run_once, name="A")
+    a.start()
+    assert a_counting.wait(timeout=60), "worker A never came to count"
+    clock.advance(timedelta(seconds=1))
+    set_status(services.db, "journey", "first-few", "archived", clock.now())
+    archived.set()
+    a.join(timeout=60)
+    assert not a.is_alive()
+    clock.advance(timedelta(seconds=1))
+    set_status(services.db, "journey", "first-few", "active", clock.now())
+    _sign_up(send, range(1, 3))
+    services.worker().drain()
+    assert _entered(services) == {"first-few": 1, "everyone": 3}
