@@ -59,6 +59,31 @@ def _entered(services: Services) -> dict[str, int]:
     return {journey: n for journey, n in rows}
 
 
+def _while_user_0_is_counted(
+    services: Services, send: Send, monkeypatch: pytest.MonkeyPatch, meanwhile: Any
+) -> None:
+    """Worker A enters user-0 and, about to count (`hold_counters`), waits while
+    `meanwhile()` runs; then A finishes."""
+    a_counting, done = threading.Event(), threading.Event()
+    hold_counters = journeys_repo.hold_counters
+
+    def held(conn: Any, *, restart: bool) -> None:
+        if threading.current_thread().name == "A" and not a_counting.is_set():
+            a_counting.set()
+            assert done.wait(timeout=60), "the test never let worker A go on"
+        hold_counters(conn, restart=restart)
+
+    monkeypatch.setattr(journeys_repo, "hold_counters", held)
+    send({"type": "track", "userId": "user-0", "event": "Signed Up"})
+    a = threading.Thread(target=services.worker(paced=False).run_once, name="A")
+    a.start()
+    assert a_counting.wait(timeout=60), "worker A never came to count"
+    meanwhile()
+    done.set()
+    a.join(timeout=60)
+    assert not a.is_alive()
+
+
 def test_several_workers_never_let_a_journey_take_more_than_its_entry_cap(
     services: Services, send: Send, clock: SimulatedClock
 ) -> None:
@@ -183,24 +208,9 @@ def test_a_cap_given_while_a_batch_runs_counts_that_batch(
     journey is given a cap of 1 and the definitions commit first. A's batch runs again
     under the cap, so P counts, and the next person finds the journey full."""
     apply(services.db, _journey(None), services.clock.now())
-    a_counting, applied = threading.Event(), threading.Event()
-    hold_counters = journeys_repo.hold_counters
-
-    def held(conn: Any, *, restart: bool) -> None:
-        if threading.current_thread().name == "A" and not a_counting.is_set():
-            a_counting.set()
-            assert applied.wait(timeout=60), "the definitions were never applied"
-        hold_counters(conn, restart=restart)
-
-    monkeypatch.setattr(journeys_repo, "hold_counters", held)
-    send({"type": "track", "userId": "user-0", "event": "Signed Up"})
-    a = threading.Thread(target=services.worker(paced=False).run_once, name="A")
-    a.start()
-    assert a_counting.wait(timeout=60), "worker A never came to count"
-    apply(services.db, _journey(1), services.clock.now())
-    applied.set()
-    a.join(timeout=60)
-    assert not a.is_alive()
+    _while_user_0_is_counted(
+        services, send, monkeypatch, lambda: apply(services.db, _journey(1), services.clock.now())
+    )
     _sign_up(send, range(1, 3))
     services.worker().drain()
     assert _entered(services) == {"first-few": 1, "everyone": 3}
@@ -218,25 +228,12 @@ def test_a_journey_archived_while_a_batch_runs_counts_it_when_resumed(
     before A counts (so A does not: it is not running), then resumed. It counts its
     enrollments again on resuming, so the next person finds it full."""
     apply(services.db, _journey(1), clock.now())
-    a_counting, archived = threading.Event(), threading.Event()
-    hold_counters = journeys_repo.hold_counters
 
-    def held(conn: Any, *, restart: bool) -> None:
-        if threading.current_thread().name == "A" and not a_counting.is_set():
-            a_counting.set()
-            assert archived.wait(timeout=60), "the journey was never archived"
-        hold_counters(conn, restart=restart)
+    def archive() -> None:
+        clock.advance(timedelta(seconds=1))
+        set_status(services.db, "journey", "first-few", "archived", clock.now())
 
-    monkeypatch.setattr(journeys_repo, "hold_counters", held)
-    send({"type": "track", "userId": "user-0", "event": "Signed Up"})
-    a = threading.Thread(target=services.worker(paced=False).run_once, name="A")
-    a.start()
-    assert a_counting.wait(timeout=60), "worker A never came to count"
-    clock.advance(timedelta(seconds=1))
-    set_status(services.db, "journey", "first-few", "archived", clock.now())
-    archived.set()
-    a.join(timeout=60)
-    assert not a.is_alive()
+    _while_user_0_is_counted(services, send, monkeypatch, archive)
     clock.advance(timedelta(seconds=1))
     set_status(services.db, "journey", "first-few", "active", clock.now())
     _sign_up(send, range(1, 3))
