@@ -75,7 +75,7 @@ class JourneyRuntime:
     estimator: Estimator | None = None  # None: Thompson draws from the learned evidence
     batch_at: int = BATCH_AT  # decide this many people or more in the batch form
     _workspace: Workspace | None = None
-    _revision: Any = None
+    _revision: int | None = None
     _versions: dict[tuple[str, int], Journey] = field(default_factory=dict)
     _evidence: Evidence | None = None
     _evidence_at: datetime | None = None

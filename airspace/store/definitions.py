@@ -15,7 +15,7 @@ from airspace.domain.errors import InvalidInput, NotFound
 from airspace.domain.journey_parser import parse_journey
 from airspace.domain.journeys import Journey
 from airspace.domain.problems import Problems
-from airspace.store.tables import DefinitionRow, core
+from airspace.store.tables import DefinitionRow, WorkspaceRevisionRow, core
 
 LIVE = ("active", "paused")
 
@@ -59,13 +59,20 @@ def _stored(row: Any) -> StoredDefinition:
     )
 
 
-def revision(conn: Connection) -> tuple[int, datetime | None]:
+def revision(conn: Connection) -> int:
     """Changes whenever any definition or status changes (for caches)."""
-    count, changed = conn.execute(_REVISION).one()
-    return int(count), changed
+    return int(conn.execute(_REVISION).scalar_one())
 
 
-_REVISION = select(func.count(DefinitionRow.id), func.max(DefinitionRow.changed_at))
+_REVISION = select(WorkspaceRevisionRow.revision).where(WorkspaceRevisionRow.id == 1)
+
+
+def _changed(conn: Connection) -> None:
+    conn.execute(
+        update(core(WorkspaceRevisionRow))
+        .where(WorkspaceRevisionRow.id == 1)
+        .values(revision=WorkspaceRevisionRow.revision + 1)
+    )
 
 
 def live(conn: Connection, kind: str | None = None) -> list[StoredDefinition]:
@@ -167,6 +174,7 @@ def _insert_version(
             changed_at=now,
         )
     )
+    _changed(conn)
 
 
 def set_status(
@@ -191,6 +199,7 @@ def set_status(
         .where(DefinitionRow.id == row.id)
         .values(status=status, changed_at=now)
     )
+    _changed(conn)
     return StoredDefinition(
         row.kind, row.ref, row.version, status, row.body, row.source, row.created_at, now
     )

@@ -210,6 +210,15 @@ class DefinitionRow(Base):
     )
 
 
+class WorkspaceRevisionRow(Base):
+    """One row: a number that every change of a definition or its status raises, so that
+    workers know when to reload their workspace."""
+
+    __tablename__ = "workspace_revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+
 class SegmentMemberRow(Base):
     """PERSONAL. Who is in a segment now, since when."""
 

@@ -13,7 +13,7 @@ from airspace.domain.clock import SimulatedClock
 from airspace.domain.definitions import documents_from_files
 from airspace.domain.problems import Problems
 from airspace.domain.uplift import Tally
-from airspace.engine.definitions import apply
+from airspace.engine.definitions import apply, set_status
 from airspace.engine.worker import Worker
 from airspace.store.tables import (
     CandidateRow,
@@ -590,3 +590,22 @@ def test_uplift_is_learned_from_sent_and_withheld_winners_only(
         ("cart", "control", "", "repeat"): Tally(1.0, 1.0, 80.0),
         ("cart", "treated", "email", "prospect"): Tally(1.0, 0.0, 0.0),
     }
+
+
+def test_a_journey_paused_at_the_instant_it_was_applied_takes_nobody(
+    services: Services, send: Send, workspace: None
+) -> None:
+    worker = services.worker()
+    send({"type": "identify", "userId": "ann", "traits": {"email": "ann@example.com"}})
+    worker.drain()  # the worker now holds the workspace
+    set_status(services.db, "journey", "abandoned-cart", "paused", services.clock.now())
+    send(
+        {
+            "type": "track",
+            "userId": "ann",
+            "event": "Cart Abandoned",
+            "properties": {"cart_id": "c1"},
+        }
+    )
+    worker.drain()
+    assert rows(services, EnrollmentRow, journey_id="abandoned-cart") == []
