@@ -107,6 +107,7 @@ def apply(
     are merged into what is stored (one definition through the admin API).
     """
     with db.write() as conn:
+        repo.lock_changes(conn)
         everything = documents if complete else merged_documents(conn, documents)
         check(everything)
         before = repo.current_workspace(conn)
@@ -197,6 +198,7 @@ def set_status(
 ) -> repo.StoredDefinition:
     """Pause, resume or archive a definition."""
     with db.write() as conn:
+        repo.lock_changes(conn)
         before = repo.current_workspace(conn)
         stored = repo.set_status(conn, kind, ref, status, now)
         after = repo.current_workspace(conn)

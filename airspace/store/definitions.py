@@ -67,6 +67,13 @@ def revision(conn: Connection) -> int:
 _REVISION = select(WorkspaceRevisionRow.revision).where(WorkspaceRevisionRow.id == 1)
 
 
+def lock_changes(conn: Connection) -> None:
+    """The first statement of every transaction that changes definitions: holds the
+    revision row until commit, so such transactions queue (on PostgreSQL) instead of
+    locking definitions in different orders, and each sees what the one before wrote."""
+    conn.execute(_REVISION.with_for_update())
+
+
 def _changed(conn: Connection) -> None:
     conn.execute(
         update(core(WorkspaceRevisionRow))
