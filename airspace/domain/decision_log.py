@@ -94,10 +94,12 @@ _HELD_OUT = {
 
 
 def _score_words(score: Mapping[str, Any]) -> str:
+    response = score.get("response", 1.0)
+    response_words = f" x response {response:g}" if response != 1.0 else ""
     return (
         f"uplift {score['uplift_mean']:+.2%} ± {score.get('uplift_spread', 0.0):.2%}"
-        f" (drawn {score['uplift_draw']:+.2%}) "
-        f"x value {score['value']:.2f} - cost {score['cost']:g} - fatigue {score['fatigue']:g}"
+        f" (drawn {score['uplift_draw']:+.2%}) x value {score['value']:.2f}{response_words}"
+        f" - cost {score['cost']:g} - fatigue {score['fatigue']:g}"
         f" = {score['score']:+.4f}"
         f" (worth sending for {score.get('propensity', 1.0):.0%} of draws)"
     )

@@ -129,10 +129,14 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
     defaults = WorkspaceSettings()
     controller = problems.mapping("controller", body.get("controller", {}), _CONTROLLER_FIELDS)
 
-    def duration(key: str, default: timedelta) -> timedelta:
+    def duration(key: str, default: timedelta, *, above_zero: bool = False) -> timedelta:
         if key not in controller:
             return default
-        found = problems.convert(f"controller.{key}", controller[key], timing.parse_duration)
+        path = f"controller.{key}"
+        if above_zero:
+            found = _above_zero(controller[key], path, problems)
+        else:
+            found = problems.convert(path, controller[key], timing.parse_duration)
         return found if found is not None else default
 
     def share(key: str, default: float) -> float:
@@ -152,8 +156,8 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
     fatigue = problems.mapping("controller.fatigue", controller.get("fatigue", {}), {"cost", "per"})
     fatigue_window = defaults.fatigue_window
     if "per" in fatigue:
-        found = problems.convert("controller.fatigue.per", fatigue["per"], timing.parse_duration)
-        fatigue_window = found if found else fatigue_window
+        found = _above_zero(fatigue["per"], "controller.fatigue.per", problems)
+        fatigue_window = found if found is not None else fatigue_window
     purchase_event = controller.get("purchase_event", defaults.purchase_event)
     if not isinstance(purchase_event, str) or not purchase_event.strip():
         problems.error("controller.purchase_event", "expected an event name")
@@ -169,7 +173,7 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
         channels=_channels(body, problems),
         policy=policy,
         per_decision=per_decision,
-        retry_after=duration("retry_after", defaults.retry_after),
+        retry_after=duration("retry_after", defaults.retry_after, above_zero=True),
         fatigue_cost=problems.number("controller.fatigue.cost", fatigue.get("cost"), 0, 1e6, 0.0),
         fatigue_window=fatigue_window,
         exclusions=_exclusions(controller.get("exclusive", []), problems),
@@ -188,13 +192,7 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
 
 def _learning_window(controller: Mapping[str, Any], problems: Problems) -> timedelta | None:
     raw = controller.get("learning_window")
-    if raw is None:
-        return None
-    found = problems.convert("controller.learning_window", raw, timing.parse_duration)
-    if found is not None and found <= timedelta(0):
-        problems.error("controller.learning_window", "expected a duration above 0, such as 2d")
-        return None
-    return found
+    return None if raw is None else _above_zero(raw, "controller.learning_window", problems)
 
 
 def _caps(
@@ -225,16 +223,16 @@ def _parse_cap(raw: Any, path: str, problems: Problems) -> Cap | None:
     if isinstance(most, bool) or not isinstance(most, int) or most < 0:
         problems.error(join(path, "max"), "expected a whole number")
         return None
-    per = _window(spec.get("per"), join(path, "per"), problems)
+    per = _above_zero(spec.get("per"), join(path, "per"), problems)
     return Cap(scope, most, per) if per is not None else None
 
 
-def _window(raw: Any, path: str, problems: Problems) -> timedelta | None:
-    per = problems.convert(path, raw, timing.parse_duration)
-    if per is not None and per <= timedelta(0):
-        problems.error(path, "expected a window longer than 0s")
+def _above_zero(raw: Any, path: str, problems: Problems) -> timedelta | None:
+    found = problems.convert(path, raw, timing.parse_duration)
+    if found is not None and found <= timedelta(0):
+        problems.error(path, "expected a duration longer than 0s, such as 4h or 7d")
         return None
-    return per
+    return found
 
 
 def _quiet_hours(controller: Mapping[str, Any], problems: Problems) -> tuple[time, time] | None:
@@ -263,7 +261,7 @@ def _exclusions(raw: Any, problems: Problems) -> tuple[Exclusion, ...]:
         if not all(isinstance(j, str) and j for j in journeys):
             problems.error(join(path, "journeys"), "expected journey ids")
             continue
-        per = _window(spec.get("per", "7d"), join(path, "per"), problems)
+        per = _above_zero(spec.get("per", "7d"), join(path, "per"), problems)
         name = problems.text(join(path, "name"), spec.get("name"), f"exclusive-{i + 1}")
         if per is not None:
             found.append(Exclusion(name, frozenset(journeys), per))

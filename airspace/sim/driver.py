@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import importlib
+import inspect
 import itertools
 import tempfile
 import time
@@ -110,7 +111,14 @@ def load_world(spec: str, customers: int, seed: int) -> World:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as error:
         raise InvalidInput(f"cannot load world {spec!r}: {error}") from None
-    world: Any = cls(customers=customers, seed=seed)
+    if not inspect.isclass(cls):
+        raise InvalidInput(f"{spec!r} is not a class (see docs/simulator.md)")
+    try:
+        world: Any = cls(customers=customers, seed=seed)
+    except TypeError as error:
+        raise InvalidInput(
+            f"cannot make world {spec!r}: a world is made as Class(customers=N, seed=N) ({error})"
+        ) from None
     if not isinstance(world, World):
         raise InvalidInput(
             f"{spec!r} does not implement the World protocol (see docs/simulator.md)"

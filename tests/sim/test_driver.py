@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -90,6 +91,17 @@ def test_the_sim_command() -> None:
     nowhere = airspace("sim", "--world", "no.such:World", "--days", "1", "--customers", "5")
     assert nowhere.returncode == 2
     assert "cannot load world 'no.such:World'" in nowhere.stdout
+
+
+@pytest.mark.parametrize(
+    "module", ["builtins", "json", "os", "airspace.sim.world", "airspace.sim.driver"]
+)
+def test_any_name_that_is_not_a_world_is_refused_with_a_reason(module: str) -> None:
+    """Every name of these modules (functions, classes that take other arguments, the
+    World protocol itself, constants) is refused as `InvalidInput`, never a crash."""
+    for name in dir(importlib.import_module(module)):
+        with pytest.raises(InvalidInput, match=r"world|class|World protocol"):
+            load_world(f"{module}:{name}", customers=5, seed=1)
 
 
 def test_the_stratum_oracle_knows_each_cells_average_truth(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -271,3 +271,18 @@ def test_a_message_declined_for_its_score_shows_the_score() -> None:
         "      email: uplift -1.00% ± 0.00% (drawn -1.00%) x value 40.00 - cost 0.001"
         " - fatigue 0 = -0.4010 (worth sending for 0% of draws)",
     ]
+
+
+def test_the_persons_response_to_the_channel_is_in_the_sum() -> None:
+    """Rosa opens email (4 opens, none on push): email's score is multiplied by her
+    response to it, (4 + 2) / (2 + 2) = 1.5, and the words show that factor."""
+    rosa = replace(
+        PERSON, addresses={"email": "rosa@example.com", "push": "token"}, engaged={"email": 4}
+    )
+    both = replace(candidate("cart", "reminder"), channels=("push", "email"))
+
+    assert today([logged([both], recipient=rosa)])[1:3] == [
+        "  sent cart/reminder: best expected incremental value 0.5990, sent on email",
+        "      email: uplift +1.00% ± 0.00% (drawn +1.00%) x value 40.00 x response 1.5"
+        " - cost 0.001 - fatigue 0 = +0.5990 (worth sending for 100% of draws)",
+    ]

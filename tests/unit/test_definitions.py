@@ -336,7 +336,8 @@ def test_without_topics_defined_any_topic_is_accepted() -> None:
                 "expected marketing, channel:NAME, topic:NAME or journey:ID",
                 "settings.yaml: controller.caps[1].scope: unknown channel 'fax'",
                 "settings.yaml: controller.caps[2].max: expected a whole number",
-                "settings.yaml: controller.caps[3].per: expected a window longer than 0s",
+                "settings.yaml: controller.caps[3].per: "
+                "expected a duration longer than 0s, such as 4h or 7d",
                 "settings.yaml: controller.caps[4].per: "
                 "expected a duration such as 30m, 1h, 7d or 2w; got 'a week'",
             ],
@@ -359,6 +360,19 @@ def test_without_topics_defined_any_topic_is_accepted() -> None:
                 "expected a share from 0% to 100%; got '120%'",
             ],
             id="controller",
+        ),
+        pytest.param(
+            "controller:\n  retry_after: 0s\n  fatigue: {cost: 1, per: 0s}\n"
+            "  learning_window: -1d\n",
+            [
+                "settings.yaml: controller.fatigue.per: "
+                "expected a duration longer than 0s, such as 4h or 7d",
+                "settings.yaml: controller.retry_after: "
+                "expected a duration longer than 0s, such as 4h or 7d",
+                "settings.yaml: controller.learning_window: "
+                "expected a duration such as 30m, 1h, 7d or 2w; got '-1d'",
+            ],
+            id="durations above zero",
         ),
     ],
 )
@@ -656,7 +670,7 @@ def test_the_learning_window_is_a_positive_duration() -> None:
     found = parse_settings({"controller": {"learning_window": "2d"}}, problems)
     assert found.learning_window == timedelta(days=2)
     assert not problems.items
-    for wrong, says in (("0s", "above 0"), ("a while", "duration such as")):
+    for wrong, says in (("0s", "longer than 0s"), ("a while", "duration such as")):
         problems = Problems()
         assert (
             parse_settings({"controller": {"learning_window": wrong}}, problems).learning_window

@@ -56,7 +56,8 @@ FIELDS = [
     "quiet_hours", "from", "to", "global_control", "message_holdout", "cost",
     "consent_default", "latitude", "longitude", "radius_m", "kind", "policy",
     "per_decision", "retry_after", "fatigue", "exclusive", "journeys", "strata", "segment",
-    "prior_strength", "exploration", "unsure_holdout", "purchase_event", "tier",
+    "prior_strength", "exploration", "unsure_holdout", "purchase_event", "tier", "substrata",
+    "learning_window",
     # channel names are keys of settings.channels
     "email", "sms", "push", "webhook", "onsite",
 ]  # fmt: skip
