@@ -609,3 +609,35 @@ def test_a_journey_paused_at_the_instant_it_was_applied_takes_nobody(
     )
     worker.drain()
     assert rows(services, EnrollmentRow, journey_id="abandoned-cart") == []
+
+
+def test_an_urgent_message_is_decided_at_once_the_others_after_the_window(
+    services: Services, send: Send, clock: SimulatedClock
+) -> None:
+    """A 5-minute decision window: ann's sign-in code (urgent) goes out as soon as it is
+    proposed; bo's tip waits for the window to close."""
+    put(
+        services,
+        "journey: codes\nentry: {event: Code Requested}\nholdout: 0\n"
+        "steps:\n  - message: {channels: [email], content: code, urgent: true}\n",
+        "journey: tips\nentry: {event: Tip Requested}\nholdout: 0\n"
+        "steps:\n  - message: {channels: [email], content: tip}\n",
+        "controller: {decision_window: 5m, global_control: 0%, message_holdout: 0%}",
+    )
+    worker = services.worker()
+    send(
+        *[
+            {"type": "identify", "userId": u, "traits": {"email": f"{u}@example.com"}}
+            for u in ("ann", "bo")
+        ],
+        {"type": "track", "userId": "ann", "event": "Code Requested"},
+        {"type": "track", "userId": "bo", "event": "Tip Requested"},
+    )
+    worker.drain()
+    assert [m.content for m in rows(services, MessageRow)] == ["code"]
+    clock.advance(timedelta(minutes=4, seconds=59))
+    worker.drain()
+    assert [m.content for m in rows(services, MessageRow)] == ["code"]
+    clock.advance(timedelta(seconds=1))
+    worker.drain()
+    assert sorted(m.content for m in rows(services, MessageRow)) == ["code", "tip"]
