@@ -170,8 +170,9 @@ def run_demo(
     if sim_days > 0:
         console.print(
             f"\n[bold]Air-traffic control[/bold]: the same collisions on a simulated shop of "
-            f"{sim_customers:,} customers (airspace/sim/definitions: the example journeys plus a "
-            "newsletter, browse abandonment and cross-sell), each policy on the same world"
+            f"{sim_customers:,} customers (airspace/sim/definitions: the example journeys fitted "
+            "to the shop's goals and channels, plus a newsletter, browse abandonment and "
+            "cross-sell), each policy on the same world"
         )
         compare(
             console,
