@@ -140,7 +140,8 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
             print(f"({left} run(s) of seeds without airspace, oracle and first-come left out)")
         header = (
             f"{'policy':<14} {'incr.conv':>10} {'(worst)':>9} {'net value':>11} {'(worst)':>10}"
-            f" {'sent':>8} {'unsubs':>7} {'cap viol.':>9} {'share':>7} {'(worst)':>8}"
+            f" {'sent':>8} {'(most)':>8} {'unsubs':>7} {'(most)':>7} {'cap viol.':>9}"
+            f" {'share':>7} {'(worst)':>8}"
             f" {'min/run':>8} {'seeds':>5}"
         )
         print(header)
@@ -159,11 +160,13 @@ def report(results: Iterable[dict[str, Any]]) -> bool:
             shares[policy] = share
             conv = [r["truth"]["incremental_conversions"] for r in runs]
             net = [r["net_value"] for r in runs]
+            sent = [r["sent"] for r in runs]
+            unsubs = [r["truth"]["unsubscribes"] for r in runs]
             print(
                 f"{policy:<14} {statistics.mean(conv):>10.1f} {min(conv):>9.1f}"
                 f" {statistics.mean(net):>11,.0f} {min(net):>10,.0f}"
-                f" {statistics.mean(r['sent'] for r in runs):>8,.0f}"
-                f" {statistics.mean(r['truth']['unsubscribes'] for r in runs):>7,.0f}"
+                f" {statistics.mean(sent):>8,.0f} {max(sent):>8,}"
+                f" {statistics.mean(unsubs):>7,.0f} {max(unsubs):>7,}"
                 f" {sum(r['cap_violations'] for r in runs):>9}"
                 + (
                     f" {statistics.mean(share):>7.0%} {min(share):>8.0%}"

@@ -263,11 +263,17 @@ def test_the_arbitration_report_compares_policies_on_the_same_seeds(tmp_path: Pa
     means while another seed has all three: policies are compared on the same seeds, and
     a policy run on fewer of them says so."""
 
-    def run(policy: str, seed: int, net: float, **cells: list[float]) -> dict[str, Any]:
-        truth = {"incremental_conversions": net / 10, "unsubscribes": 1, "by_journey": cells}
+    def run(
+        policy: str, seed: int, net: float, sent: int = 100, **cells: list[float]
+    ) -> dict[str, Any]:
+        truth = {
+            "incremental_conversions": net / 10,
+            "unsubscribes": sent // 10,
+            "by_journey": cells,
+        }
         return {
             "world": "standard", "policy": policy, "seed": seed, "customers": 10, "days": 1,
-            "truth": truth, "net_value": net, "sent": 100, "cap_violations": 0,
+            "truth": truth, "net_value": net, "sent": sent, "cap_violations": 0,
             "seconds": 60, "code": "c",
         }  # fmt: skip
 
@@ -282,6 +288,7 @@ def test_the_arbitration_report_compares_policies_on_the_same_seeds(tmp_path: Pa
                 "airspace",
                 seed,
                 190.0,
+                sent=100 + 20 * (seed == 3),
                 **{"cross-sell/loyal": [8, 42.0], "newsletter/loyal": [5, -2.0]},
             ),
         )
@@ -304,6 +311,8 @@ def test_the_arbitration_report_compares_policies_on_the_same_seeds(tmp_path: Pa
     assert " 70 " not in first_come
     airspace = next(line for line in found.splitlines() if line.startswith("airspace"))
     assert "90%" in airspace
+    # Messages and unsubscribes: the mean and the most of any seed.
+    assert airspace.split()[5:9] == ["110", "120", "11", "12"]
     # The last column says over how many seeds each policy's means are.
     assert airspace.split()[-1] == "2"
     priority = next(line for line in found.splitlines() if line.startswith("priority"))
