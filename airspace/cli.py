@@ -8,13 +8,14 @@ import signal
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn, cast
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from airspace import __version__
 from airspace.bootstrap import Services, build_services
@@ -30,6 +31,7 @@ from airspace.store import definitions as definitions_repo
 from airspace.store.admin import current_profile_id, find_profile_id
 from airspace.store.journey_admin import person_decisions
 from airspace.store.keys import create_key, list_keys, revoke_key
+from airspace.store.migrate import is_current
 from airspace.store.migrate import migrate as apply_migrations
 
 if TYPE_CHECKING:
@@ -43,9 +45,30 @@ app.add_typer(keys_app, name="keys")
 console = Console()
 
 
-def _services(database_url: str | None = None) -> Services:
+def _services(database_url: str | None = None, *, migrated: bool = True) -> Services:
+    """Services on the database, which must be reachable and, when `migrated`, have the
+    latest schema: otherwise a message that says what to do, and exit code 2."""
     overrides = {"database_url": database_url} if database_url else {}
-    return build_services(Settings(**overrides))  # type: ignore[arg-type]
+    try:
+        services = build_services(Settings(**overrides))  # type: ignore[arg-type]
+    except (ArgumentError, ImportError, ValueError) as error:  # not a URL, or no driver
+        _refuse(
+            f"cannot use the database URL (--database-url or AIRSPACE_DATABASE_URL): {error}; "
+            "expected one like sqlite:///airspace.db or "
+            "postgresql+psycopg://user@host:5432/airspace"
+        )
+    where = services.db.engine.url.render_as_string(hide_password=True)
+    try:
+        if not is_current(services.db) and migrated:
+            _refuse(f"{where} has no Airspace schema, or an older one: run `airspace migrate`")
+    except OperationalError as error:
+        _refuse(f"cannot open the database {where}: {str(error.orig).strip()}")
+    return services
+
+
+def _refuse(message: str) -> NoReturn:
+    console.print(f"[red]{escape(message)}[/red]")
+    raise typer.Exit(2)
 
 
 DatabaseOption = Annotated[
@@ -57,7 +80,7 @@ DatabaseOption = Annotated[
 @app.command()
 def migrate(database_url: DatabaseOption = None) -> None:
     """Create or upgrade the database schema."""
-    services = _services(database_url)
+    services = _services(database_url, migrated=False)
     apply_migrations(services.db)
     console.print(
         f"[green]schema created or upgraded to the latest version[/green] "
@@ -94,7 +117,7 @@ def serve(
 
     from airspace.api.app import create_app
 
-    services = _services(database_url)
+    services = _services(database_url, migrated=False)
     apply_migrations(services.db)
     if services.db.is_sqlite and workers > 1:
         raise typer.BadParameter("SQLite takes one worker; use PostgreSQL for more")
@@ -188,7 +211,7 @@ def apply_command(
     if _print_problems(validate_documents(documents, read_problems)):
         console.print("[red]nothing applied[/red]: fix the errors above first")
         raise typer.Exit(1)
-    services = _services(database_url)
+    services = _services(database_url, migrated=False)
     apply_migrations(services.db)
     with services.db.read() as conn:
         changes = definitions_repo.plan(conn, documents)
@@ -268,7 +291,7 @@ def keys_create(
     """Create a key and print its secret (shown only this once)."""
     if kind not in ("write", "admin"):
         raise typer.BadParameter(f"--kind must be write or admin, not {kind!r}")
-    services = _services(database_url)
+    services = _services(database_url, migrated=False)
     apply_migrations(services.db)
     chosen: Literal["write", "admin"] = "write" if kind == "write" else "admin"
     _key, secret = create_key(services.db, chosen, name, services.clock.now())

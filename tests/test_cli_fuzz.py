@@ -1,10 +1,10 @@
-"""The commands that take free text (`explain`, `sim`) answer any input with a result or a
-message, never a traceback."""
+"""The commands that take free text (`explain`, `sim`, any database URL) answer any input
+with a result or a message, never a traceback."""
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -78,7 +78,8 @@ def test_explain_answers_any_number_of_days(database: str, days: str) -> None:
 
 @FUZZ
 @given(
-    world=ARGUMENT | st.sampled_from(["os:getcwd", "builtins:dict", "json:JSONDecoder", ":", "x:"]),
+    world=ARGUMENT
+    | st.sampled_from(["os:getcwd", "builtins:dict", "json:JSONDecoder", ":", "x:", ".x:Y"]),
     policy=ARGUMENT | st.sampled_from(["airspace", "oracle"]),
     days=st.just("1") | NUMBERS,
 )
@@ -91,3 +92,34 @@ def test_sim_refuses_what_is_not_a_world_a_policy_or_a_number(
         world = f"no.{world}"
     code = _answered(["sim", "--world", world, "--policy", policy, "--days", days])
     assert code == 2
+
+
+@pytest.mark.parametrize(
+    ("command", "url", "says"),
+    [
+        ("explain ann", "foo", "cannot use the database URL"),
+        ("keys list", "mysql://shop/db", "No module named"),
+        ("explain ann", "sqlite://:x", "cannot use the database URL"),
+        ("explain ann", "sqlite:///:memory:", "has no Airspace schema, or an older one: run"),
+        ("worker", "sqlite:////no/such/folder/airspace.db", "cannot open the database"),
+        ("migrate", "sqlite:////no/such/folder/airspace.db", "unable to open database file"),
+        ("keys list", "postgresql+psycopg://a:secret@127.0.0.1:1/db", "connection"),
+    ],
+)
+def test_a_database_that_cannot_be_used_is_named_with_what_to_do(
+    command: str, url: str, says: str
+) -> None:
+    result = runner.invoke(
+        app, [*command.split(), "--database-url", url], env={"COLUMNS": "500", "NO_COLOR": "1"}
+    )
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "secret" not in result.output  # a password is never printed
+
+
+@FUZZ
+@given(url=ARGUMENT)
+def test_explain_answers_any_database_url(url: str) -> None:
+    # Files and servers are the cases above: a fuzzed one could make files or look up hosts.
+    assume(not any(word in url.lower() for word in ("sqlite", "postgres")))
+    assert _answered(["explain", "ann", "--database-url", url]) == 2

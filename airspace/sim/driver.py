@@ -105,8 +105,11 @@ def load_world(spec: str, customers: int, seed: int) -> World:
         "misaligned": "airspace.sim.worlds.misaligned:MisalignedWorld",
     }
     module_name, _, class_name = short.get(spec, spec).partition(":")
-    if not module_name or not class_name:
-        raise InvalidInput(f"expected a world as module:Class or standard|misaligned; got {spec!r}")
+    if not module_name or not class_name or module_name.startswith("."):
+        raise InvalidInput(
+            f"expected a world as module:Class (an absolute module path) or standard|misaligned;"
+            f" got {spec!r}"
+        )
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as error:

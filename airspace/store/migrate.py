@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from airspace.store.database import Database
 
@@ -26,3 +28,13 @@ def migrate(db: Database) -> None:
     with db.engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+
+
+def is_current(db: Database) -> bool:
+    """Whether the schema is at this code's latest revision or a later one (a newer release
+    migrated it first). Connects: raises if it cannot."""
+    with db.engine.connect() as conn:
+        found = MigrationContext.configure(conn).get_current_revision()
+    scripts = ScriptDirectory.from_config(alembic_config(db.url))
+    known = {script.revision for script in scripts.walk_revisions()}
+    return found is not None and (found == scripts.get_current_head() or found not in known)
