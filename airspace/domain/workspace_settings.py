@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from airspace.domain import timing
 from airspace.domain.consent import CHANNELS
@@ -129,16 +129,6 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
     defaults = WorkspaceSettings()
     controller = problems.mapping("controller", body.get("controller", {}), _CONTROLLER_FIELDS)
 
-    def duration(key: str, default: timedelta, *, above_zero: bool = False) -> timedelta:
-        if key not in controller:
-            return default
-        path = f"controller.{key}"
-        if above_zero:
-            found = _above_zero(controller[key], path, problems)
-        else:
-            found = problems.convert(path, controller[key], timing.parse_duration)
-        return found if found is not None else default
-
     def share(key: str, default: float) -> float:
         found = problems.convert(f"controller.{key}", controller.get(key, default), parse_share)
         return found if found is not None else default
@@ -154,17 +144,15 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
         )
         per_decision = defaults.per_decision
     fatigue = problems.mapping("controller.fatigue", controller.get("fatigue", {}), {"cost", "per"})
-    fatigue_window = defaults.fatigue_window
-    if "per" in fatigue:
-        found = _above_zero(fatigue["per"], "controller.fatigue.per", problems)
-        fatigue_window = found if found is not None else fatigue_window
     purchase_event = controller.get("purchase_event", defaults.purchase_event)
     if not isinstance(purchase_event, str) or not purchase_event.strip():
         problems.error("controller.purchase_event", "expected an event name")
         purchase_event = defaults.purchase_event
     return WorkspaceSettings(
         timezone=problems.timezone("timezone", body.get("timezone")) or "UTC",
-        decision_window=duration("decision_window", defaults.decision_window),
+        decision_window=_duration(
+            controller, "controller.decision_window", defaults.decision_window, problems
+        ),
         caps=_caps(controller, problems, defaults.caps),
         quiet_hours=_quiet_hours(controller, problems),
         global_control=share("global_control", defaults.global_control),
@@ -173,9 +161,13 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
         channels=_channels(body, problems),
         policy=policy,
         per_decision=per_decision,
-        retry_after=duration("retry_after", defaults.retry_after, above_zero=True),
+        retry_after=_duration(
+            controller, "controller.retry_after", defaults.retry_after, problems, above_zero=True
+        ),
         fatigue_cost=problems.number("controller.fatigue.cost", fatigue.get("cost"), 0, 1e6, 0.0),
-        fatigue_window=fatigue_window,
+        fatigue_window=_duration(
+            fatigue, "controller.fatigue.per", defaults.fatigue_window, problems, above_zero=True
+        ),
         exclusions=_exclusions(controller.get("exclusive", []), problems),
         strata=_strata(controller.get("strata", []), "controller.strata", problems),
         substrata=_strata(controller.get("substrata", []), "controller.substrata", problems),
@@ -185,14 +177,34 @@ def parse_settings(body: dict[str, Any], problems: Problems) -> WorkspaceSetting
         exploration=problems.number(
             "controller.exploration", controller.get("exploration"), 0, 4, EXPLORATION
         ),
-        learning_window=_learning_window(controller, problems),
+        learning_window=_duration(
+            controller, "controller.learning_window", None, problems, above_zero=True
+        ),
         purchase_event=purchase_event.strip(),
     )
 
 
-def _learning_window(controller: Mapping[str, Any], problems: Problems) -> timedelta | None:
-    raw = controller.get("learning_window")
-    return None if raw is None else _above_zero(raw, "controller.learning_window", problems)
+_Default = TypeVar("_Default", timedelta, None)
+
+
+def _duration(
+    spec: Mapping[str, Any],
+    path: str,
+    default: _Default,
+    problems: Problems,
+    *,
+    above_zero: bool = False,
+) -> timedelta | _Default:
+    """The duration at `path` (its last part a key of `spec`), or `default` when it is
+    absent or wrong (the problem recorded)."""
+    raw = spec.get(path.rsplit(".", 1)[-1])
+    if raw is None:
+        return default
+    if above_zero:
+        found = _above_zero(raw, path, problems)
+    else:
+        found = problems.convert(path, raw, timing.parse_duration)
+    return found if found is not None else default
 
 
 def _caps(

@@ -365,9 +365,9 @@ def test_without_topics_defined_any_topic_is_accepted() -> None:
             "controller:\n  retry_after: 0s\n  fatigue: {cost: 1, per: 0s}\n"
             "  learning_window: -1d\n",
             [
-                "settings.yaml: controller.fatigue.per: "
-                "expected a duration longer than 0s, such as 4h or 7d",
                 "settings.yaml: controller.retry_after: "
+                "expected a duration longer than 0s, such as 4h or 7d",
+                "settings.yaml: controller.fatigue.per: "
                 "expected a duration longer than 0s, such as 4h or 7d",
                 "settings.yaml: controller.learning_window: "
                 "expected a duration such as 30m, 1h, 7d or 2w; got '-1d'",
