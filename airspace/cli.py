@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -348,6 +349,8 @@ def sim(
     from airspace.sim.compare import compare
     from airspace.sim.driver import POLICIES
 
+    if os.getcwd() not in sys.path:  # a world module in the current folder, as `python -m`
+        sys.path.insert(0, os.getcwd())
     unknown = [p for p in policy if p not in POLICIES]
     if unknown:
         console.print(f"[red]unknown policy {unknown[0]!r}[/red]; expected {', '.join(POLICIES)}")

@@ -37,15 +37,22 @@ EVERY_EXAMPLE = [
 
 
 def airspace(
-    *args: str | Path, database: Path | None = None, answer: str = ""
+    *args: str | Path, database: Path | None = None, answer: str = "", installed: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m airspace.cli ARGS` (wide output, so that lines do not wrap)."""
+    """Run `python -m airspace.cli ARGS`, or with `installed` the `airspace` command itself
+    (which, unlike `python -m`, does not look in the current folder for modules); wide
+    output, so that lines do not wrap."""
+    command = (
+        [str(Path(sys.executable).with_name("airspace"))]
+        if installed
+        else [sys.executable, "-m", "airspace.cli"]
+    )
     env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
     env.pop("AIRSPACE_DATABASE_URL", None)
     if database is not None:
         env["AIRSPACE_DATABASE_URL"] = f"sqlite:///{database}"
     return subprocess.run(
-        [sys.executable, "-m", "airspace.cli", *map(str, args)],
+        [*command, *map(str, args)],
         input=answer,
         capture_output=True,
         text=True,

@@ -4,7 +4,6 @@ module:Class`, as a person would write it and run it."""
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -162,11 +161,12 @@ def test_the_documented_example_world_runs_through_the_sim_command(
     for path, text in EXAMPLE_DEFINITIONS.items():
         (tmp_path / "my-definitions" / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "my-definitions" / path).write_text(text)
-    monkeypatch.chdir(tmp_path)  # the example's definitions folder is a relative path
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path), prepend=os.pathsep)
+    monkeypatch.chdir(tmp_path)  # the world's module and its definitions folder are here
     world = f"coin_world:{name}"
     policies = ["--policy", "airspace", "--policy", "first_come", "--policy", "oracle"]
-    done = airspace("sim", "--world", world, *policies, "--days", "4", "--customers", "500")
+    done = airspace(
+        "sim", "--world", world, *policies, "--days", "4", "--customers", "500", installed=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     # The table is titled by the world's own name, not the module:Class it was loaded from.
     titled = re.search(r'^\s+name = "(\w+)"$', code, re.MULTILINE)
