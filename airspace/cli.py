@@ -58,7 +58,11 @@ def _services(database_url: str | None = None, *, migrated: bool = True) -> Serv
             "expected one like sqlite:///airspace.db or "
             "postgresql+psycopg://user@host:5432/airspace"
         )
-    where = services.db.engine.url.render_as_string(hide_password=True)
+    url = services.db.engine.url
+    where = url.render_as_string(hide_password=True)
+    file = url.database if services.db.is_sqlite else None
+    if migrated and file and file != ":memory:" and not Path(file).exists():
+        _refuse(f"no database file at {file}: `airspace migrate` creates it")  # not an empty one
     try:
         if not is_current(services.db) and migrated:
             _refuse(f"{where} has no Airspace schema, or an older one: run `airspace migrate`")

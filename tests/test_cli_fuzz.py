@@ -3,6 +3,8 @@ with a result or a message, never a traceback."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -101,7 +103,7 @@ def test_sim_refuses_what_is_not_a_world_a_policy_or_a_number(
         ("keys list", "mysql://shop/db", "No module named"),
         ("explain ann", "sqlite://:x", "cannot use the database URL"),
         ("explain ann", "sqlite:///:memory:", "has no Airspace schema, or an older one: run"),
-        ("worker", "sqlite:////no/such/folder/airspace.db", "cannot open the database"),
+        ("worker", "sqlite:////no/such/folder/airspace.db", "no database file at /no/such"),
         ("migrate", "sqlite:////no/such/folder/airspace.db", "unable to open database file"),
         ("keys list", "postgresql+psycopg://a:secret@127.0.0.1:1/db", "connection"),
     ],
@@ -123,3 +125,12 @@ def test_explain_answers_any_database_url(url: str) -> None:
     # Files and servers are the cases above: a fuzzed one could make files or look up hosts.
     assume(not any(word in url.lower() for word in ("sqlite", "postgres")))
     assert _answered(["explain", "ann", "--database-url", url]) == 2
+
+
+def test_a_missing_database_file_is_named_not_made(tmp_path: Path) -> None:
+    """A mistyped path is not answered by an empty database made there."""
+    typo = tmp_path / "airspase.db"
+    result = runner.invoke(app, ["explain", "ann", "--database-url", f"sqlite:///{typo}"])
+    assert result.exit_code == 2
+    assert "`airspace migrate` creates it" in result.output
+    assert not typo.exists()
