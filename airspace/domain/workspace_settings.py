@@ -197,9 +197,10 @@ def _duration(
 ) -> timedelta | _Default:
     """The duration at `path` (its last part a key of `spec`), or `default` when it is
     absent or wrong (the problem recorded)."""
-    raw = spec.get(path.rsplit(".", 1)[-1])
-    if raw is None:
+    key = path.rsplit(".", 1)[-1]
+    if key not in spec or (spec[key] is None and default is None):  # null: "none" where allowed
         return default
+    raw = spec[key]
     if above_zero:
         found = _above_zero(raw, path, problems)
     else:
