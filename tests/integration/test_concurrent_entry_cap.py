@@ -84,6 +84,24 @@ def _while_user_0_is_counted(
     assert not a.is_alive()
 
 
+def _hold_thread_a_at_its_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """Thread "A", about to count its entries (`add_entries`), sets the first event and
+    waits for the second."""
+    a_counting, b_done = threading.Event(), threading.Event()
+    add_entries = journeys_repo.add_entries
+
+    def held(conn: Any, entries: Any) -> dict[str, int]:
+        if threading.current_thread().name == "A" and not a_counting.is_set():
+            a_counting.set()
+            assert b_done.wait(timeout=60), "worker B never finished"
+        return add_entries(conn, entries)
+
+    monkeypatch.setattr(journeys_repo, "add_entries", held)
+    return a_counting, b_done
+
+
 def test_several_workers_never_let_a_journey_take_more_than_its_entry_cap(
     services: Services, send: Send, clock: SimulatedClock
 ) -> None:
@@ -192,6 +210,50 @@ def test_a_batch_that_loses_the_race_for_the_last_place_runs_again(
 @pytest.mark.parametrize(
     "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
+def test_timers_that_lose_the_race_for_the_last_place_run_again(
+    services: Services,
+    send: Send,
+    clock: SimulatedClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same race through timers: a scheduled journey with one place has an entry timer for
+    each of two people. Worker A enters one and is about to count it; worker B takes the
+    other timer, enters that person and commits first. A's timers are rolled back and
+    run again, and A's person stays out."""
+    launch = clock.now() + timedelta(hours=1)
+    extra = {
+        "journeys/launch.yaml": (
+            f'journey: launch\nentry: {{schedule: {{at: "{launch.isoformat()}"}}}}\n'
+            "entry_cap: 1\nholdout: 0\nsteps:\n  - {id: pause, wait: 1d}\n"
+        )
+    }
+    apply(services.db, _journey(None, extra), clock.now())
+    _sign_up(send, range(2))
+    services.worker().drain()
+    clock.advance(timedelta(hours=1))
+    services.worker().run_timers()  # the schedule fires: an entry timer per person
+    a_counting, b_done = _hold_thread_a_at_its_count(monkeypatch)
+    a = threading.Thread(target=services.worker(paced=False).run_timers, args=(1,), name="A")
+    with caplog.at_level(logging.INFO, logger="airspace.worker"):
+        a.start()
+        assert a_counting.wait(timeout=60), "worker A never came to count"
+        assert services.worker(paced=False).run_timers(1).enrollments == 1  # B, while A waits
+        b_done.set()
+        a.join(timeout=60)
+    assert not a.is_alive()
+    assert any("timers run again" in r.getMessage() for r in caplog.records)
+    with services.db.read() as conn:
+        counter = conn.execute(
+            select(JourneyStatRow.entered).where(JourneyStatRow.journey_id == "launch")
+        ).scalar_one()
+    assert _entered(services) == {"first-few": 2, "everyone": 2, "launch": 1}
+    assert counter == 1
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_cap_given_while_a_batch_runs_counts_that_batch(
     services: Services, send: Send, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,65 +292,3 @@ def test_a_journey_archived_while_a_batch_runs_counts_it_when_resumed(
     _sign_up(send, range(1, 3))
     services.worker().drain()
     assert _entered(services) == {"first-few": 1, "everyone": 3}
-
-
-@pytest.mark.parametrize(
-    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
-)
-def test_timers_that_lose_the_race_for_the_last_place_run_again(
-    services: Services,
-    send: Send,
-    clock: SimulatedClock,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """As above for timers: a scheduled journey with one place has an entry timer for
-    each of two people. Worker A enters one and is about to count it; worker B takes the
-    other timer, enters that person and commits first. A's timers are rolled back and
-    run again, and A's person stays out."""
-    launch = clock.now() + timedelta(hours=1)
-    extra = {
-        "journeys/launch.yaml": (
-            f'journey: launch\nentry: {{schedule: {{at: "{launch.isoformat()}"}}}}\n'
-            "entry_cap: 1\nholdout: 0\nsteps:\n  - {id: pause, wait: 1d}\n"
-        )
-    }
-    apply(services.db, _journey(None, extra), clock.now())
-    _sign_up(send, range(2))
-    services.worker().drain()
-    clock.advance(timedelta(hours=1))
-    services.worker().run_timers()  # the schedule fires: an entry timer per person
-    a_counting, b_done = _hold_thread_a_at_its_count(monkeypatch)
-    a = threading.Thread(target=services.worker(paced=False).run_timers, args=(1,), name="A")
-    with caplog.at_level(logging.INFO, logger="airspace.worker"):
-        a.start()
-        assert a_counting.wait(timeout=60), "worker A never came to count"
-        assert services.worker(paced=False).run_timers(1).enrollments == 1  # B, while A waits
-        b_done.set()
-        a.join(timeout=60)
-    assert not a.is_alive()
-    assert any("timers run again" in r.getMessage() for r in caplog.records)
-    with services.db.read() as conn:
-        counter = conn.execute(
-            select(JourneyStatRow.entered).where(JourneyStatRow.journey_id == "launch")
-        ).scalar_one()
-    assert _entered(services) == {"first-few": 2, "everyone": 2, "launch": 1}
-    assert counter == 1
-
-
-def _hold_thread_a_at_its_count(
-    monkeypatch: pytest.MonkeyPatch,
-) -> tuple[threading.Event, threading.Event]:
-    """Thread "A", about to count its entries (`add_entries`), sets the first event and
-    waits for the second."""
-    a_counting, b_done = threading.Event(), threading.Event()
-    add_entries = journeys_repo.add_entries
-
-    def held(conn: Any, entries: Any) -> dict[str, int]:
-        if threading.current_thread().name == "A" and not a_counting.is_set():
-            a_counting.set()
-            assert b_done.wait(timeout=60), "worker B never finished"
-        return add_entries(conn, entries)
-
-    monkeypatch.setattr(journeys_repo, "add_entries", held)
-    return a_counting, b_done
